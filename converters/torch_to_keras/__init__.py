@@ -1,0 +1,14 @@
+"""torch → Keras converters, one module per layer family. Importing this package registers them."""
+
+from porttax.converters.torch_to_keras import (  # noqa: F401  (registration side effect)
+    activation,
+    attention,
+    conv,
+    elementwise,
+    embedding,
+    linear,
+    norm,
+    pooling,
+    reduction,
+    shape,
+)

@@ -1,0 +1,88 @@
+"""Activations. Each becomes a Keras layer named after its source module, so a reader of the converted
+model sees `features.3.act` where the PyTorch model had it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from porttax.converters.torch_to_keras._register import torch_to_keras
+from porttax.converters.torch_to_keras.context import Call, Val, live_val
+
+
+def _activation(call: Call, fn: Any, arg: str = "self") -> Val:
+    keras = call.ctx.keras
+    v = call.val(arg)
+    layer = keras.layers.Activation(fn, name=call.layer_name())
+    out = call.ctx.apply_layer(layer, v.tensor, {})
+    return live_val(out, call.out_shape, v.perm)
+
+
+_SIMPLE = {
+    "aten.relu": "relu", "aten.sigmoid": "sigmoid", "aten.tanh": "tanh", "aten.silu": "silu",
+    "aten.hardswish": "hard_swish", "aten.hardsigmoid": "hard_sigmoid", "aten.mish": "mish",
+    "aten.softsign": "softsign", "aten.relu6": "relu6",
+}
+
+
+@torch_to_keras(*_SIMPLE)
+def simple(call: Call) -> Val:
+    return _activation(call, _SIMPLE[str(call.node.target.overloadpacket)])
+
+
+@torch_to_keras("aten.gelu")
+def gelu(call: Call) -> Val:
+    ops = call.ctx.ops
+    approximate = call.args.get("approximate", "none") == "tanh"
+    if not approximate:
+        return _activation(call, "gelu")
+    v = call.val("self")
+    return live_val(ops.gelu(v.tensor, approximate=True), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.leaky_relu")
+def leaky_relu(call: Call) -> Val:
+    keras = call.ctx.keras
+    v = call.val("self")
+    layer = keras.layers.LeakyReLU(negative_slope=float(call.args.get("negative_slope", 0.01)),
+                                   name=call.layer_name())
+    return live_val(call.ctx.apply_layer(layer, v.tensor, {}), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.elu")
+def elu(call: Call) -> Val:
+    ops = call.ctx.ops
+    v = call.val("self")
+    alpha = float(call.args.get("alpha", 1.0))
+    if call.args.get("scale", 1) != 1 or call.args.get("input_scale", 1) != 1:
+        raise call.unsupported("elu with scale/input_scale (SELU-style) is not mapped yet")
+    return live_val(ops.elu(v.tensor, alpha=alpha), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.softplus")
+def softplus(call: Call) -> Val:
+    ops = call.ctx.ops
+    v = call.val("self")
+    beta, threshold = float(call.args.get("beta", 1)), float(call.args.get("threshold", 20))
+    x = v.tensor
+    soft = ops.divide(ops.softplus(ops.multiply(x, beta)), beta)
+    return live_val(ops.where(ops.greater(ops.multiply(x, beta), threshold), x, soft), call.out_shape, v.perm)
+
+
+def _axis(v: Val, dim: int) -> int:
+    dim = dim % v.rank
+    return v.perm.index(dim) if v.perm else dim
+
+
+@torch_to_keras("aten._softmax", "aten.softmax")
+def softmax(call: Call) -> Val:
+    keras = call.ctx.keras
+    v = call.val("self")
+    layer = keras.layers.Softmax(axis=_axis(v, int(call.args["dim"])), name=call.layer_name())
+    return live_val(call.ctx.apply_layer(layer, v.tensor, {}), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten._log_softmax", "aten.log_softmax")
+def log_softmax(call: Call) -> Val:
+    v = call.val("self")
+    return live_val(call.ctx.ops.log_softmax(v.tensor, axis=_axis(v, int(call.args["dim"]))),
+                    call.out_shape, v.perm)

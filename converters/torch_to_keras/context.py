@@ -1,0 +1,252 @@
+"""What a torch → Keras op converter works with.
+
+A value in the converted graph is a `Val`: either a live Keras tensor or a constant known at
+conversion time (parameters, buffers, and anything computed only from them, which the driver folds).
+A live tensor may be held in a permuted layout: `perm` says that the Keras tensor equals
+`torch_tensor.permute(perm)`. Convolutions want channels-last, the source speaks channels-first;
+keeping the permutation as data instead of inserting transposes eagerly lets layout-agnostic ops
+(elementwise, reductions, concatenation, norms) work in whatever layout their input is in, and a
+transpose is emitted only where an op truly needs the source layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from porttax._frameworks import import_keras, import_torch
+from porttax.converters.mapping_log import LayerRecord, MappingLog, WeightPort
+from porttax.converters.transforms import Identity, Transform
+from porttax.errors import UnsupportedError
+
+Perm = tuple[int, ...] | None
+
+
+def channels_last(rank: int) -> tuple[int, ...]:
+    return (0, *range(2, rank), 1)
+
+
+def invert(perm: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+def is_identity(perm: Perm) -> bool:
+    return perm is None or tuple(perm) == tuple(range(len(perm)))
+
+
+@dataclass(eq=False)
+class Val:
+    tensor: Any = None  # a Keras tensor when live
+    const: Any = None  # a torch value when known at conversion time
+    perm: Perm = None
+    shape: tuple[int, ...] | None = None  # shape in the source (torch) layout
+    param: str | None = None  # source state_dict key, when the constant is a parameter/buffer
+    items: list["Val | None"] | None = None  # results of multi-output ops
+    perm_from_source: bool = False  # the permutation is a permute the source model itself asked for
+    _views: dict = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.tensor is not None
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape) if self.shape is not None else 0
+
+
+def const_to_numpy(value: Any) -> Any:
+    """A torch constant as a NumPy array (bf16/fp16 widened to float32), Python scalars unchanged."""
+    torch = import_torch()
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.dtype in (torch.bfloat16, torch.float16):
+            t = t.float()
+        return t.numpy()
+    return value
+
+
+class Context:
+    """Shared state of one conversion: layer naming, layout moves, weight assignment, the log."""
+
+    def __init__(self, log: MappingLog) -> None:
+        self.keras = import_keras()
+        self.ops = self.keras.ops
+        self.log = log
+        self._names: set[str] = set()
+        self.current: LayerRecord | None = None
+
+    # ---- naming ------------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        base = base.replace("/", ".") or "layer"
+        name, n = base, 1
+        while name in self._names:
+            name = f"{base}_{n}"
+            n += 1
+        self._names.add(name)
+        return name
+
+    def track(self, layer: Any) -> Any:
+        if self.current is not None:
+            self.current.targets.append(layer.name)
+        return layer
+
+    # ---- layout ------------------------------------------------------------------------------
+    def torch_layout(self, val: Val) -> Any:
+        """The value as a Keras tensor in the source layout (or a NumPy constant)."""
+        return self.in_layout(val, None)
+
+    def in_layout(self, val: Val, perm: Perm) -> Any:
+        """The value in layout `perm`, inserting one transpose (or a free reshape) if needed."""
+        if not val.live:
+            c = const_to_numpy(val.const)
+            if isinstance(c, np.ndarray) and not is_identity(perm):
+                return np.transpose(c, perm)
+            return c
+        want = None if is_identity(perm) else tuple(perm)
+        have = None if is_identity(val.perm) else tuple(val.perm)
+        if want == have:
+            return val.tensor
+        if want in val._views:
+            return val._views[want]
+        rank = val.rank
+        src = have or tuple(range(rank))
+        dst = want or tuple(range(rank))
+        # keras_have = torch.permute(src); keras_want = torch.permute(dst) = keras_have.permute(move)
+        move = tuple(src.index(d) for d in dst)
+        out_shape = [val.shape[d] for d in dst]
+        non_unit = [m for m in move if val.shape[src[m]] != 1]
+        if non_unit == sorted(non_unit):
+            out = self.ops.reshape(val.tensor, out_shape)
+            self.log.reshapes_for_layout += 1
+        else:
+            out = self.ops.transpose(val.tensor, move)
+            # porttax's own layout moves are always to or from channels-last; any other permutation
+            # is one the source model computes (q/k/v head splits, for instance).
+            ours = channels_last(rank) in (src, dst) and not val.perm_from_source
+            if ours:
+                self.log.transposes_inserted += 1
+            else:
+                self.log.source_transposes += 1
+        val._views[want] = out
+        return out
+
+    def align(self, vals: Sequence[Any], out_rank: int) -> tuple[list[Any], Perm]:
+        """Operands of a broadcasting op in one common layout.
+
+        When every live operand of full rank shares a permutation, the op runs in that layout and
+        constants are permuted at conversion time (free). Otherwise everything goes to the source
+        layout.
+        """
+        lives = [v for v in vals if isinstance(v, Val) and v.live]
+        perms = {None if is_identity(v.perm) else tuple(v.perm) for v in lives}
+        perm: Perm = None
+        if len(perms) == 1 and None not in perms and all(v.rank == out_rank for v in lives):
+            perm = perms.pop()
+        out = []
+        for v in vals:
+            if not isinstance(v, Val):
+                out.append(v)
+            elif v.live:
+                out.append(self.in_layout(v, perm))
+            else:
+                c = const_to_numpy(v.const)
+                if perm is not None and isinstance(c, np.ndarray) and c.ndim > 0:
+                    c = c.reshape((1,) * (out_rank - c.ndim) + c.shape)
+                    c = np.transpose(c, perm)
+                out.append(c)
+        return out, perm
+
+    # ---- weights -----------------------------------------------------------------------------
+    def set_weight(
+        self, layer: Any, var_name: str, value: Val | Any, transform: Transform | None = None
+    ) -> None:
+        """Assign a built layer's variable from a source constant, recording the port."""
+        transform = transform or Identity()
+        source_key = value.param if isinstance(value, Val) else None
+        raw = value.const if isinstance(value, Val) else value
+        array = np.asarray(const_to_numpy(raw), dtype=np.float32)
+        array = transform.apply(array)
+        for var in layer.weights:
+            if var.name == var_name or var.path.endswith("/" + var_name):
+                if tuple(var.shape) != tuple(array.shape):
+                    raise UnsupportedError(
+                        f"weight {source_key or var_name} has shape {array.shape} after "
+                        f"{transform.describe()}, but Keras layer {layer.name!r} expects {tuple(var.shape)}"
+                    )
+                var.assign(array.astype(var.dtype))
+                self.log.ports.append(
+                    WeightPort(source_key, f"{layer.name}/{var_name}", transform.describe(), array.shape)
+                )
+                return
+        names = [v.name for v in layer.weights]
+        raise UnsupportedError(f"Keras layer {layer.name!r} has no variable {var_name!r} (has {names})")
+
+    def apply_layer(self, layer: Any, x: Any, weights: dict[str, tuple[Any, Transform | None]]) -> Any:
+        out = layer(x)
+        self.track(layer)
+        for name, (value, transform) in weights.items():
+            self.set_weight(layer, name, value, transform)
+        return out
+
+
+@dataclass
+class Call:
+    """One source op as a converter sees it: arguments by schema name, resolved to `Val`s."""
+
+    node: Any
+    args: dict[str, Any]  # raw FX arguments by schema name
+    ctx: Context
+    env: Callable[[Any], Any]  # resolves FX nodes (and nested lists) to Vals
+    module_path: str
+    module_type: str
+
+    def val(self, name: str) -> Any:
+        return self.env(self.args[name])
+
+    def has(self, name: str) -> bool:
+        return self.args.get(name) is not None
+
+    def const(self, name: str) -> Any:
+        """A torch value that must be known at conversion time."""
+        v = self.val(name)
+        if isinstance(v, Val):
+            if v.live:
+                raise UnsupportedError(
+                    f"{self.op}: argument {name!r} is computed from the model inputs; porttax needs it "
+                    "to be a constant (a parameter, buffer or literal) for this op",
+                    hint="compute it from parameters only, or open an issue with the model",
+                )
+            return v.const
+        return v
+
+    def tensor(self, name: str) -> Any:
+        """The argument in the source layout (Keras tensor or NumPy constant)."""
+        v = self.val(name)
+        return self.ctx.torch_layout(v) if isinstance(v, Val) else v
+
+    def layer_name(self, suffix: str = "") -> str:
+        base = self.module_path or self.op.split(".")[1]
+        return self.ctx.unique_name(base + suffix)
+
+    @property
+    def op(self) -> str:
+        return str(self.node.target)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        meta = self.node.meta.get("val")
+        return tuple(int(d) for d in meta.shape)
+
+    @property
+    def out_dtype(self) -> str:
+        return str(self.node.meta["val"].dtype).replace("torch.", "")
+
+    def unsupported(self, why: str, hint: str | None = None) -> UnsupportedError:
+        where = f" in {self.module_path} ({self.module_type})" if self.module_path else ""
+        return UnsupportedError(f"{self.op}{where}: {why}", hint=hint)
+
+
+def live_val(tensor: Any, shape: Sequence[int], perm: Perm = None) -> Val:
+    return Val(tensor=tensor, shape=tuple(int(s) for s in shape), perm=None if is_identity(perm) else tuple(perm))

@@ -1,0 +1,274 @@
+"""Walk a `torch.export` graph and build the Keras model, one registered converter per op.
+
+The driver owns what is common to every op: resolving arguments, folding everything that does not
+depend on the model inputs into constants (causal masks, rotary tables, position ids), naming
+layers after their source modules, the mapping log, and refusing the whole conversion up front
+when any op has no converter, so a user never gets a silently wrong model.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from porttax._frameworks import import_keras, import_torch
+from porttax.converters.mapping_log import MappingLog
+from porttax.converters.registry import REGISTRY, Converter
+from porttax.converters.torch_to_keras.context import Call, Context, Val, live_val
+from porttax.errors import UnsupportedError
+
+SOURCE, TARGET = "torch", "keras"
+
+# Ops whose result depends only on the static shape of their input, never on its values.
+_SHAPE_ONLY = {
+    "aten.new_ones", "aten.new_zeros", "aten.new_full", "aten.new_empty", "aten.zeros_like",
+    "aten.ones_like", "aten.full_like", "aten.empty_like", "aten.sym_size", "aten.sym_numel",
+}
+# Ops that only assert or annotate; they produce no value the model needs.
+_NO_VALUE = {"aten._assert_tensor_metadata", "aten._assert_scalar", "aten.sym_constrain_range_for_size"}
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class TorchToKerasResult:
+    model: Any  # keras.Model
+    log: MappingLog
+    input_names: list[str]
+    output_count: int
+
+
+def _lookup(node: Any) -> Converter | None:
+    target = node.target
+    full = str(target)
+    conv = REGISTRY.lookup(SOURCE, TARGET, full)
+    if conv is None and hasattr(target, "overloadpacket"):
+        conv = REGISTRY.lookup(SOURCE, TARGET, str(target.overloadpacket))
+    return conv
+
+
+def _module_of(node: Any, root_type: str) -> tuple[str, str]:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "", root_type
+    path, type_ = list(stack.values())[-1]
+    type_name = type_ if isinstance(type_, str) else f"{type_.__module__}.{type_.__qualname__}"
+    return str(path), type_name
+
+
+def _normalize(node: Any) -> dict[str, Any]:
+    schema = node.target._schema
+    out: dict[str, Any] = {}
+    positional = [a for a in schema.arguments if not a.kwarg_only]
+    for i, arg in enumerate(schema.arguments):
+        if not arg.kwarg_only and i < len(node.args) and arg in positional:
+            out[arg.name] = node.args[i]
+        elif arg.name in node.kwargs:
+            out[arg.name] = node.kwargs[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
+
+
+def _packet(node: Any) -> str:
+    t = node.target
+    return str(t.overloadpacket) if hasattr(t, "overloadpacket") else str(t)
+
+
+def _op_label(node: Any) -> str:
+    if node.target is operator.getitem:
+        return "getitem"
+    return str(node.target)
+
+
+def convert_exported_program(
+    ep: Any, *, name: str = "converted", progress: ProgressFn | None = None
+) -> TorchToKerasResult:
+    """Convert an ExportedProgram (any IR torch.export produces) to a Keras functional model."""
+    torch = import_torch()
+    keras = import_keras()
+    from torch.export.graph_signature import InputKind
+
+    import porttax.converters.torch_to_keras as _families  # noqa: F401  (registers converters)
+
+    ep = ep.run_decompositions({})  # functional ops only; composite ops such as linear stay whole
+    graph = ep.graph
+    root_type = "model"
+    log = MappingLog()
+    ctx = Context(log)
+
+    consts: dict[str, Val] = {}
+    user_inputs: list[Any] = []
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind == InputKind.USER_INPUT:
+            user_inputs.append(spec.arg.name)
+            continue
+        if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+            tensor = ep.state_dict[spec.target] if spec.target in ep.state_dict else ep.constants[spec.target]
+        elif spec.kind in (InputKind.CONSTANT_TENSOR, InputKind.CUSTOM_OBJ):
+            tensor = ep.constants[spec.target]
+        else:
+            raise UnsupportedError(f"exported input {spec.arg.name} of kind {spec.kind} is not supported")
+        consts[spec.arg.name] = Val(const=tensor, param=spec.target, shape=tuple(getattr(tensor, "shape", ())))
+
+    nodes = list(graph.nodes)
+    live: set[Any] = set()
+    for node in nodes:
+        if node.op == "placeholder":
+            if node.name in user_inputs:
+                live.add(node)
+        elif node.op == "call_function":
+            if _packet(node) in _SHAPE_ONLY:
+                continue
+            if any(a in live for a in node.all_input_nodes):
+                live.add(node)
+
+    # Refuse up front, naming every op that has no converter and where it sits.
+    missing: dict[tuple[str, str], dict[str, Any]] = {}
+    for node in nodes:
+        if node.op != "call_function" or node not in live or node.target is operator.getitem:
+            continue
+        if _packet(node) in _NO_VALUE or _lookup(node) is not None:
+            continue
+        path, type_name = _module_of(node, root_type)
+        entry = missing.setdefault((str(node.target), path), {"op": str(node.target), "module": path,
+                                                              "module_type": type_name, "count": 0})
+        entry["count"] += 1
+        trace = (node.meta.get("stack_trace") or "").strip().splitlines()
+        if trace and "code" not in entry:
+            entry["code"] = trace[-1].strip()
+    if missing:
+        log.unsupported = [dict(v, count=str(v["count"])) for v in missing.values()]
+        lines = [
+            f"  - {m['op']} x{m['count']} in {m['module'] or '<top level>'} ({m['module_type']})"
+            + (f": {m['code']}" if m.get("code") else "")
+            for m in missing.values()
+        ]
+        err = UnsupportedError(
+            "no torch→Keras converter for these ops, so porttax stopped instead of writing a wrong "
+            "model:\n" + "\n".join(lines),
+            hint="rewrite that code with supported ops, register a converter with "
+            "porttax.converters.register_torch_to_keras(op), or open an issue with the model",
+        )
+        err.log = log  # type: ignore[attr-defined]
+        raise err
+
+    env: dict[Any, Any] = {}
+
+    def resolve(arg: Any) -> Any:
+        if isinstance(arg, torch.fx.Node):
+            return env[arg]
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(resolve(a) for a in arg)
+        return arg
+
+    def torch_value(arg: Any) -> Any:
+        """Arguments for evaluating a node in torch (constant folding)."""
+        if isinstance(arg, torch.fx.Node):
+            v = env[arg]
+            if isinstance(v, Val):
+                if v.live:  # only shape-only ops see a live input here
+                    meta = arg.meta["val"]
+                    return torch.zeros(tuple(int(d) for d in meta.shape), dtype=meta.dtype)
+                return v.const
+            return v
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(torch_value(a) for a in arg)
+        return arg
+
+    inputs = []
+    for node in nodes:
+        if node.op != "placeholder":
+            continue
+        if node.name in consts:
+            env[node] = consts[node.name]
+            continue
+        meta = node.meta["val"]
+        shape = tuple(int(d) for d in meta.shape)
+        dtype = str(meta.dtype).replace("torch.", "")
+        kin = keras.Input(shape=shape[1:], batch_size=shape[0] if shape else None, dtype=dtype, name=node.name)
+        inputs.append(kin)
+        env[node] = live_val(kin, shape)
+
+    work = [n for n in nodes if n.op == "call_function"]
+    outputs: list[Any] = []
+    for i, node in enumerate(nodes):
+        if node.op == "call_function":
+            if progress is not None:
+                progress(work.index(node) + 1, len(work), str(node.target))
+            path, type_name = _module_of(node, root_type)
+            record = log.layer(path, type_name)
+            record.ops.append(_op_label(node))
+            if node.target is operator.getitem:
+                container, index = env[node.args[0]], node.args[1]
+                if isinstance(container, Val) and container.items is not None:
+                    env[node] = container.items[index]
+                elif isinstance(container, Val) and not container.live:
+                    env[node] = Val(const=container.const[index])
+                else:
+                    env[node] = container[index]
+                continue
+            if _packet(node) in _NO_VALUE:
+                env[node] = None
+                continue
+            if node not in live:
+                with torch.no_grad():
+                    result = node.target(*torch_value(node.args), **torch_value(node.kwargs))
+                env[node] = Val(const=result, shape=tuple(getattr(result, "shape", ())))
+                record.folded_ops += 1
+                continue
+            conv = _lookup(node)
+            assert conv is not None  # checked above
+            call = Call(node, _normalize(node), ctx, resolve, path, type_name)
+            ctx.current = record
+            try:
+                result = conv.fn(call)
+            except UnsupportedError:
+                record.status = "unsupported"
+                raise
+            finally:
+                ctx.current = None
+            record.converters.append(conv.name)
+            env[node] = _wrap(result, call)
+        elif node.op == "output":
+            flat = node.args[0]
+            for out in flat:
+                v = env[out]
+                if not isinstance(v, Val):
+                    raise UnsupportedError(f"model output {out} is not a tensor")
+                if v.live:
+                    outputs.append(ctx.torch_layout(v))
+                else:
+                    # An output that does not depend on the inputs: broadcast it against one.
+                    outputs.append(_constant_output(keras, inputs[0], v))
+
+    model = keras.Model(inputs=inputs, outputs=outputs, name=_model_name(name))
+    return TorchToKerasResult(model, log, [i.name for i in inputs], len(outputs))
+
+
+def _wrap(result: Any, call: Call) -> Any:
+    if isinstance(result, Val):
+        if result.shape is None and result.live:
+            result.shape = call.out_shape
+        return result
+    if isinstance(result, list):
+        return Val(items=result)
+    return live_val(result, call.out_shape)
+
+
+def _constant_output(keras: Any, anchor: Any, v: Val) -> Any:
+    import numpy as np
+
+    from porttax.converters.torch_to_keras.context import const_to_numpy
+
+    c = np.asarray(const_to_numpy(v.const))
+    zero = keras.ops.cast(keras.ops.sum(keras.ops.zeros_like(anchor)) * 0, c.dtype)
+    return keras.ops.add(c, zero)
+
+
+def _model_name(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)
+    return cleaned or "converted"

@@ -1,0 +1,172 @@
+"""Elementwise arithmetic, comparisons and casts: layout-agnostic, so they run in their input's layout."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from porttax.converters.torch_to_keras._register import torch_to_keras
+from porttax.converters.torch_to_keras.context import Call, Val, live_val
+
+
+def _binary(call: Call, fn: Callable[[Any, Any], Any], a: str = "self", b: str = "other") -> Val:
+    (x, y), perm = call.ctx.align([call.val(a), call.val(b)], len(call.out_shape))
+    return live_val(fn(x, y), call.out_shape, perm)
+
+
+def _unary(call: Call, fn: Callable[[Any], Any], a: str = "self") -> Val:
+    v = call.val(a)
+    return live_val(fn(v.tensor), call.out_shape, v.perm)
+
+
+def _scaled(call: Call, name: str) -> Any:
+    alpha = call.args.get("alpha", 1)
+    v = call.val(name)
+    if alpha in (None, 1):
+        return v
+    if isinstance(v, Val) and v.live:
+        return live_val(call.ctx.ops.multiply(v.tensor, alpha), v.shape, v.perm)
+    return v.const * alpha if isinstance(v, Val) else v * alpha
+
+
+@torch_to_keras("aten.add")
+def add(call: Call) -> Val:
+    other = _scaled(call, "other")
+    (x, y), perm = call.ctx.align([call.val("self"), other], len(call.out_shape))
+    return live_val(call.ctx.ops.add(x, y), call.out_shape, perm)
+
+
+@torch_to_keras("aten.sub")
+def sub(call: Call) -> Val:
+    other = _scaled(call, "other")
+    (x, y), perm = call.ctx.align([call.val("self"), other], len(call.out_shape))
+    return live_val(call.ctx.ops.subtract(x, y), call.out_shape, perm)
+
+
+@torch_to_keras("aten.rsub")
+def rsub(call: Call) -> Val:
+    this = _scaled(call, "self")
+    (x, y), perm = call.ctx.align([call.val("other"), this], len(call.out_shape))
+    return live_val(call.ctx.ops.subtract(x, y), call.out_shape, perm)
+
+
+@torch_to_keras("aten.mul")
+def mul(call: Call) -> Val:
+    return _binary(call, call.ctx.ops.multiply)
+
+
+@torch_to_keras("aten.div")
+def div(call: Call) -> Val:
+    ops = call.ctx.ops
+    mode = call.args.get("rounding_mode")
+    if mode == "floor":
+        return _binary(call, ops.floor_divide)
+    if mode == "trunc":
+        return _binary(call, lambda x, y: ops.trunc(ops.true_divide(x, y)))
+    return _binary(call, ops.true_divide)
+
+
+@torch_to_keras("aten.pow")
+def pow_(call: Call) -> Val:
+    ops = call.ctx.ops
+    if "self" in call.args and not isinstance(call.val("self"), Val):  # pow.Scalar: number ** tensor
+        return _binary(call, ops.power, "self", "exponent")
+    if call.args.get("exponent") == 2:
+        return _unary(call, ops.square)
+    return _binary(call, ops.power, "self", "exponent")
+
+
+@torch_to_keras("aten.maximum")
+def maximum(call: Call) -> Val:
+    return _binary(call, call.ctx.ops.maximum)
+
+
+@torch_to_keras("aten.minimum")
+def minimum(call: Call) -> Val:
+    return _binary(call, call.ctx.ops.minimum)
+
+
+_COMPARE = {
+    "aten.eq": "equal", "aten.ne": "not_equal", "aten.lt": "less", "aten.le": "less_equal",
+    "aten.gt": "greater", "aten.ge": "greater_equal", "aten.logical_and": "logical_and",
+    "aten.logical_or": "logical_or", "aten.__and__": "logical_and", "aten.__or__": "logical_or",
+    "aten.bitwise_and": "logical_and", "aten.bitwise_or": "logical_or",
+}
+
+
+@torch_to_keras(*_COMPARE)
+def compare(call: Call) -> Val:
+    fn = getattr(call.ctx.ops, _COMPARE[str(call.node.target.overloadpacket)])
+    return _binary(call, fn)
+
+
+_UNARY = {
+    "aten.neg": "negative", "aten.abs": "abs", "aten.exp": "exp", "aten.log": "log",
+    "aten.sqrt": "sqrt", "aten.rsqrt": "rsqrt", "aten.reciprocal": "reciprocal", "aten.sin": "sin",
+    "aten.cos": "cos", "aten.erf": "erf", "aten.floor": "floor", "aten.ceil": "ceil",
+    "aten.round": "round", "aten.sign": "sign", "aten.log1p": "log1p", "aten.expm1": "expm1",
+    "aten.logical_not": "logical_not", "aten.square": "square", "aten.isnan": "isnan",
+    "aten.trunc": "trunc",
+}
+
+
+@torch_to_keras(*_UNARY)
+def unary(call: Call) -> Val:
+    return _unary(call, getattr(call.ctx.ops, _UNARY[str(call.node.target.overloadpacket)]))
+
+
+@torch_to_keras("aten.where.self")
+def where(call: Call) -> Val:
+    ops = call.ctx.ops
+    (c, x, y), perm = call.ctx.align([call.val("condition"), call.val("self"), call.val("other")],
+                                     len(call.out_shape))
+    return live_val(ops.where(c, x, y), call.out_shape, perm)
+
+
+@torch_to_keras("aten.masked_fill")
+def masked_fill(call: Call) -> Val:
+    ops = call.ctx.ops
+    (x, m, fill), perm = call.ctx.align([call.val("self"), call.val("mask"), call.val("value")],
+                                        len(call.out_shape))
+    return live_val(ops.where(m, ops.cast(fill, x.dtype) if not isinstance(fill, (int, float)) else fill, x),
+                    call.out_shape, perm)
+
+
+@torch_to_keras("aten.clamp", "aten.clamp_min", "aten.clamp_max", "aten.hardtanh")
+def clamp(call: Call) -> Val:
+    ops = call.ctx.ops
+    lo = call.args.get("min", call.args.get("min_val"))
+    hi = call.args.get("max", call.args.get("max_val"))
+
+    def fn(x: Any) -> Any:
+        if lo is not None:
+            x = ops.maximum(x, lo)
+        if hi is not None:
+            x = ops.minimum(x, hi)
+        return x
+
+    return _unary(call, fn)
+
+
+_TORCH_DTYPES = {
+    "float32": "float32", "float64": "float64", "float16": "float16", "bfloat16": "bfloat16",
+    "int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool",
+}
+
+
+@torch_to_keras("aten._to_copy", "aten.to", "aten.type_as")
+def cast(call: Call) -> Val:
+    v = call.val("self")
+    dtype = _TORCH_DTYPES.get(call.out_dtype, call.out_dtype)
+    return live_val(call.ctx.ops.cast(v.tensor, dtype), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.clone", "aten.alias", "aten.detach", "aten.contiguous", "aten.lift_fresh_copy",
+                "aten.dropout", "aten.feature_dropout", "aten.alpha_dropout", "aten.native_dropout")
+def identity(call: Call) -> Any:
+    """Copies and inference-mode dropout compute nothing."""
+    if call.args.get("train"):
+        raise call.unsupported("dropout in training mode", hint="convert the model in eval() mode")
+    v = call.val("input" if "input" in call.args else "self")
+    if str(call.node.target.overloadpacket) == "aten.native_dropout":
+        return [v, None]
+    return v

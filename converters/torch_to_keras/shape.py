@@ -1,0 +1,242 @@
+"""Reshape, permute, concatenate, split, slice and index.
+
+Shapes are static (taken from the exported program), so reshapes use the exact target shape.
+Permutes are kept lazy: they update the value's layout instead of emitting a transpose, which lets
+a permute that undoes an earlier layout change (NHWC ↔ NCHW around a LayerNorm, say) cost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from porttax.converters.torch_to_keras._register import torch_to_keras
+from porttax.converters.torch_to_keras.context import Call, Val, invert, is_identity, live_val
+
+
+@torch_to_keras("aten.view", "aten._unsafe_view", "aten.reshape", "aten.flatten", "aten.unflatten",
+                "aten.squeeze", "aten.unsqueeze", "aten.view_as")
+def reshape(call: Call) -> Val:
+    x = call.tensor("self")
+    return live_val(call.ctx.ops.reshape(x, call.out_shape), call.out_shape)
+
+
+@torch_to_keras("aten.permute")
+def permute(call: Call) -> Val:
+    v = call.val("self")
+    dims = tuple(int(d) % v.rank for d in call.args["dims"])
+    return _lazy_permute(v, dims, call.out_shape)
+
+
+@torch_to_keras("aten.transpose.int", "aten.t")
+def transpose(call: Call) -> Val:
+    v = call.val("self")
+    dims = list(range(v.rank))
+    if v.rank >= 2:
+        a = int(call.args.get("dim0", 0)) % v.rank
+        b = int(call.args.get("dim1", 1)) % v.rank
+        dims[a], dims[b] = dims[b], dims[a]
+    return _lazy_permute(v, tuple(dims), call.out_shape)
+
+
+def _lazy_permute(v: Val, dims: tuple[int, ...], out_shape: tuple[int, ...]) -> Val:
+    # out = torch_in.permute(dims); keras holds torch_in.permute(P). Then keras = out.permute(P').
+    inv = invert(dims)
+    have = v.perm or tuple(range(v.rank))
+    new_perm = tuple(inv[p] for p in have)
+    out = live_val(v.tensor, out_shape, None if is_identity(new_perm) else new_perm)
+    out.perm_from_source = True
+    return out
+
+
+@torch_to_keras("aten.expand")
+def expand(call: Call) -> Val:
+    x = call.tensor("self")
+    return live_val(call.ctx.ops.broadcast_to(x, call.out_shape), call.out_shape)
+
+
+@torch_to_keras("aten.repeat")
+def repeat(call: Call) -> Val:
+    ops = call.ctx.ops
+    v = call.val("self")
+    reps = [int(r) for r in call.args["repeats"]]
+    x = call.ctx.torch_layout(v)
+    if len(reps) > v.rank:
+        x = ops.reshape(x, (1,) * (len(reps) - v.rank) + tuple(v.shape))
+    return live_val(ops.tile(x, reps), call.out_shape)
+
+
+@torch_to_keras("aten.repeat_interleave.self_int", "aten.repeat_interleave.self_Tensor")
+def repeat_interleave(call: Call) -> Val:
+    v = call.val("self")
+    dim = call.args.get("dim")
+    x = call.ctx.torch_layout(v)
+    if dim is None:
+        x, dim = call.ctx.ops.reshape(x, (-1,)), 0
+    repeats = call.val("repeats")
+    if isinstance(repeats, Val):
+        if repeats.live:
+            raise call.unsupported("repeat counts computed from the model inputs")
+        repeats = repeats.const.cpu().numpy()
+    return live_val(call.ctx.ops.repeat(x, repeats, axis=int(dim) % max(v.rank, 1)), call.out_shape)
+
+
+@torch_to_keras("aten.cat", "aten.concat")
+def cat(call: Call) -> Val:
+    vals = [v for v in call.val("tensors") if not (isinstance(v, Val) and v.shape is not None
+                                                   and 0 in v.shape)]
+    dim = int(call.args.get("dim", 0)) % len(call.out_shape)
+    tensors, perm = call.ctx.align(vals, len(call.out_shape))
+    axis = perm.index(dim) if perm else dim
+    tensors = [t.astype(np.float32) if isinstance(t, np.ndarray) and t.dtype == np.float64 else t
+               for t in tensors]
+    return live_val(call.ctx.ops.concatenate(tensors, axis=axis), call.out_shape, perm)
+
+
+@torch_to_keras("aten.stack")
+def stack(call: Call) -> Val:
+    tensors = [call.ctx.torch_layout(v) if isinstance(v, Val) else v for v in call.val("tensors")]
+    return live_val(call.ctx.ops.stack(tensors, axis=int(call.args.get("dim", 0))), call.out_shape)
+
+
+def _slice(call: Call, v: Val, dim: int, start: int, stop: int, step: int, out_dim: int) -> Val:
+    ops = call.ctx.ops
+    axis = v.perm.index(dim) if v.perm else dim
+    kshape = [v.shape[p] for p in v.perm] if v.perm else list(v.shape)
+    if step == 1:
+        begin = [0] * v.rank
+        begin[axis] = start
+        size = list(kshape)
+        size[axis] = out_dim
+        out = ops.slice(v.tensor, begin, size)
+    else:
+        indices = np.arange(start, stop, step, dtype=np.int32)[:out_dim]
+        out = ops.take(v.tensor, indices, axis=axis)
+    shape = list(v.shape)
+    shape[dim] = out_dim
+    return live_val(out, shape, v.perm)
+
+
+@torch_to_keras("aten.slice.Tensor")
+def slice_(call: Call) -> Val:
+    v = call.val("self")
+    dim = int(call.args.get("dim", 0)) % v.rank
+    size = v.shape[dim]
+    start = call.args.get("start") or 0
+    end = call.args.get("end")
+    step = int(call.args.get("step") or 1)
+    start, end, _ = slice(start, end, step).indices(size)
+    return _slice(call, v, dim, start, end, step, call.out_shape[dim])
+
+
+@torch_to_keras("aten.narrow")
+def narrow(call: Call) -> Val:
+    v = call.val("self")
+    dim = int(call.args["dim"]) % v.rank
+    start = int(call.args["start"]) % v.shape[dim]
+    return _slice(call, v, dim, start, start + int(call.args["length"]), 1, int(call.args["length"]))
+
+
+@torch_to_keras("aten.select.int")
+def select(call: Call) -> Val:
+    v = call.val("self")
+    dim = int(call.args["dim"]) % v.rank
+    index = int(call.args["index"]) % v.shape[dim]
+    sliced = _slice(call, v, dim, index, index + 1, 1, 1)
+    x = call.ctx.torch_layout(sliced)
+    return live_val(call.ctx.ops.reshape(x, call.out_shape), call.out_shape)
+
+
+def _split_points(size: int, sizes: list[int]) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for s in sizes:
+        out.append((start, min(start + s, size)))
+        start += s
+    return out
+
+
+@torch_to_keras("aten.split", "aten.split_with_sizes", "aten.chunk", "aten.unbind", "aten.tensor_split")
+def split(call: Call) -> list[Val]:
+    v = call.val("self")
+    dim = int(call.args.get("dim", 0)) % v.rank
+    size = v.shape[dim]
+    op = str(call.node.target.overloadpacket)
+    if op == "aten.unbind":
+        pieces = [
+            live_val(call.ctx.ops.reshape(call.ctx.torch_layout(_slice(call, v, dim, i, i + 1, 1, 1)),
+                                          v.shape[:dim] + v.shape[dim + 1:]), v.shape[:dim] + v.shape[dim + 1:])
+            for i in range(size)
+        ]
+        return pieces
+    metas = call.node.meta["val"]
+    sizes = [int(m.shape[dim]) for m in metas]
+    return [_slice(call, v, dim, a, b, 1, b - a) for a, b in _split_points(size, sizes)]
+
+
+@torch_to_keras("aten.index.Tensor")
+def index(call: Call) -> Val:
+    ops = call.ctx.ops
+    v = call.val("self")
+    indices = call.val("indices")
+    picked = [(i, ix) for i, ix in enumerate(indices) if ix is not None]
+    if len(picked) != 1:
+        raise call.unsupported("advanced indexing with more than one index tensor",
+                               hint="index one dimension at a time, or use torch.gather")
+    dim, ix = picked[0]
+    if isinstance(ix, Val) and not ix.live:
+        arr = np.asarray(ix.const.cpu().numpy())
+        if arr.dtype == bool:
+            raise call.unsupported("boolean-mask indexing makes the output shape data-dependent")
+        ix_t: Any = arr.astype(np.int64)
+    else:
+        ix_t = ix.tensor
+    x = call.ctx.torch_layout(v)
+    return live_val(ops.take(x, ix_t, axis=dim), call.out_shape)
+
+
+@torch_to_keras("aten.index_select")
+def index_select(call: Call) -> Val:
+    ops = call.ctx.ops
+    v = call.val("self")
+    dim = int(call.args["dim"]) % v.rank
+    ix = call.val("index")
+    ix_t = ix.tensor if ix.live else np.asarray(ix.const.cpu().numpy())
+    return live_val(ops.take(call.ctx.torch_layout(v), ix_t, axis=dim), call.out_shape)
+
+
+@torch_to_keras("aten.gather")
+def gather(call: Call) -> Val:
+    ops = call.ctx.ops
+    dim = int(call.args["dim"])
+    x = call.tensor("self")
+    ix = call.tensor("index")
+    return live_val(ops.take_along_axis(x, ix, axis=dim), call.out_shape)
+
+
+@torch_to_keras("aten.constant_pad_nd")
+def constant_pad(call: Call) -> Val:
+    ops = call.ctx.ops
+    v = call.val("self")
+    pad = [int(p) for p in call.args["pad"]]
+    if any(p < 0 for p in pad):
+        raise call.unsupported("negative padding (cropping) is not mapped yet")
+    widths = [[0, 0] for _ in range(v.rank)]
+    for i in range(len(pad) // 2):
+        widths[v.rank - 1 - i] = [pad[2 * i], pad[2 * i + 1]]
+    if v.perm:
+        widths = [widths[p] for p in v.perm]
+    value = float(call.args.get("value") or 0.0)
+    return live_val(ops.pad(v.tensor, widths, constant_values=value), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.tril", "aten.triu")
+def tri(call: Call) -> Val:
+    ops = call.ctx.ops
+    fn = ops.tril if str(call.node.target.overloadpacket) == "aten.tril" else ops.triu
+    return live_val(fn(call.tensor("self"), k=int(call.args.get("diagonal", 0))), call.out_shape)
+
+
+@torch_to_keras("aten.cumsum")
+def cumsum(call: Call) -> Val:
+    return live_val(call.ctx.ops.cumsum(call.tensor("self"), axis=int(call.args["dim"])), call.out_shape)

@@ -1,0 +1,84 @@
+"""Weight-layout transforms that know their inverse.
+
+A port is (source key, target path, transform). Because every transform can be inverted, one mapping
+serves both directions, and a round-trip test (apply, then invert) proves it for every port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Transform:
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def inverse(self) -> "Transform":
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def then(self, other: "Transform") -> "Transform":
+        return Chain((self, other))
+
+
+@dataclass(frozen=True)
+class Identity(Transform):
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        return array
+
+    def inverse(self) -> Transform:
+        return self
+
+    def describe(self) -> str:
+        return "identity"
+
+
+@dataclass(frozen=True)
+class Transpose(Transform):
+    perm: tuple[int, ...]
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(array, self.perm))
+
+    def inverse(self) -> Transform:
+        return Transpose(tuple(int(i) for i in np.argsort(self.perm)))
+
+    def describe(self) -> str:
+        return f"transpose{self.perm}"
+
+
+@dataclass(frozen=True)
+class Reshape(Transform):
+    to_shape: tuple[int, ...]
+    from_shape: tuple[int, ...]
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        if tuple(array.shape) != self.from_shape:
+            raise ValueError(f"reshape expects shape {self.from_shape}, got {tuple(array.shape)}")
+        return array.reshape(self.to_shape)
+
+    def inverse(self) -> Transform:
+        return Reshape(self.from_shape, self.to_shape)
+
+    def describe(self) -> str:
+        return f"reshape{self.from_shape}->{self.to_shape}"
+
+
+@dataclass(frozen=True)
+class Chain(Transform):
+    steps: tuple[Transform, ...]
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        for step in self.steps:
+            array = step.apply(array)
+        return array
+
+    def inverse(self) -> Transform:
+        return Chain(tuple(s.inverse() for s in reversed(self.steps)))
+
+    def describe(self) -> str:
+        return " then ".join(s.describe() for s in self.steps)

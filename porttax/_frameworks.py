@@ -1,0 +1,66 @@
+"""The one place that imports the heavy frameworks, in a safe order.
+
+With torch 2.14 and TensorFlow 2.21 in one process, loading triton's native library after TensorFlow
+(`torch.export.export/load`, `import torch._dynamo`, `import torchvision`) segfaults. Importing
+`torch._dynamo` before TensorFlow avoids it, so every porttax module reaches torch, Keras and
+TensorFlow through these functions instead of importing them directly. They are also lazy, which
+keeps `import porttax` and `porttax --help` free of framework imports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import cache
+from types import ModuleType
+
+
+def _torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+@cache
+def import_torch() -> ModuleType:
+    """torch, with torch._dynamo loaded so later TensorFlow imports cannot break torch.export."""
+    if "tensorflow" in sys.modules and "torch._dynamo" not in sys.modules:
+        # Too late to get the order right in this process; say so instead of segfaulting later.
+        import warnings
+
+        warnings.warn(
+            "TensorFlow was imported before torch; torch.export may crash in this process. "
+            "Import porttax (or torch._dynamo) before TensorFlow/Keras.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    import torch
+    import torch._dynamo  # noqa: F401  (import order: see module docstring)
+    import torch.export  # noqa: F401
+
+    return torch
+
+
+@cache
+def import_torchvision() -> ModuleType:
+    import_torch()
+    import torchvision
+
+    return torchvision
+
+
+@cache
+def import_keras() -> ModuleType:
+    """keras, after torch (when installed) so both frameworks can live in one process."""
+    if _torch_installed():
+        import_torch()
+    import keras
+
+    return keras
+
+
+@cache
+def import_tf() -> ModuleType:
+    if _torch_installed():
+        import_torch()
+    import tensorflow as tf
+
+    return tf
