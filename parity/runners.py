@@ -1,0 +1,322 @@
+"""Runners: run one model on NumPy inputs and return its outputs as NumPy arrays, in order.
+
+NumPy is the hub, so the parity suite compares any two frameworks without knowing either. The public
+`run()` checks inputs against the runner's signature and names the offending input; `_run()` only does
+the work (Polygraphy's infer/infer_impl split), so a bad input never becomes a traceback from inside a
+framework. Frameworks are imported on first use through `porttax._frameworks`, which owns the import
+order that keeps torch.export alive next to TensorFlow.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from porttax._frameworks import import_keras, import_tf, import_torch
+from porttax.errors import InputError
+from porttax.types import Dim, Framework, TensorSpec
+
+
+class Runner(ABC):
+    """One model, callable on `{input name: array}`; outputs come back as a list in model order.
+
+    `specs` is the input signature when known; a runner built from names alone (`specs is None`)
+    checks names only.
+    """
+
+    name: str
+    framework: Framework
+    input_names: list[str]
+    specs: list[TensorSpec] | None = None
+    output_names: list[str] | None = None  # from the signature, or filled in by the first run
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        check_names(inputs, self.input_names, self.describe())
+        if self.specs is not None:
+            validate_inputs(inputs, self.specs, self.describe())
+        outputs = self._run({n: np.asarray(inputs[n]) for n in self.input_names})
+        return [np.asarray(o) for o in outputs]
+
+    @abstractmethod
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the model on checked inputs (ordered as `input_names`)."""
+
+    def describe(self) -> str:
+        return f"{self.framework}:{self.name}"
+
+
+def check_names(inputs: Mapping[str, Any], names: Sequence[str], runner: str = "model") -> None:
+    missing = [n for n in names if n not in inputs]
+    extra = [n for n in inputs if n not in names]
+    if missing or extra:
+        raise InputError(
+            f"{runner}: inputs do not match the signature "
+            f"(missing: {missing or 'none'}, unexpected: {extra or 'none'})",
+            hint=f"pass exactly these inputs: {list(names)}",
+        )
+
+
+def validate_inputs(inputs: Mapping[str, Any], specs: Sequence[TensorSpec], runner: str = "model") -> None:
+    """Raise InputError unless `inputs` has exactly the spec'd names with matching dtype and shape.
+
+    Symbolic dims accept any size, but one symbolic name must take one size across all inputs
+    ("batch" is 2 everywhere), which catches inputs built for different batch or sequence sizes.
+    """
+    check_names(inputs, [s.name for s in specs], runner)
+    bound: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        arr = np.asarray(inputs[spec.name])
+        if arr.dtype.name != spec.dtype:
+            raise InputError(f"{runner}: input {spec.name!r} has dtype {arr.dtype.name}, expected {spec.dtype}",
+                             hint=f"cast it with .astype({spec.dtype!r})")
+        if arr.ndim != len(spec.shape):
+            raise InputError(f"{runner}: input {spec.name!r} has shape {list(arr.shape)}, expected rank "
+                             f"{len(spec.shape)} {list(spec.shape)}")
+        for axis, (dim, size) in enumerate(zip(spec.shape, arr.shape)):
+            if isinstance(dim, int):
+                if dim != size:
+                    raise InputError(f"{runner}: input {spec.name!r} has size {size} on axis {axis}, expected {dim} "
+                                     f"(shape {list(spec.shape)})")
+            elif dim in bound and bound[dim][0] != size:
+                other_size, other = bound[dim]
+                raise InputError(f"{runner}: input {spec.name!r} has {dim}={size} on axis {axis}, but input "
+                                 f"{other!r} has {dim}={other_size}")
+            else:
+                bound.setdefault(dim, (size, spec.name))
+
+
+def natural_key(key: str) -> list[Any]:
+    """Sort key that puts output_2 before output_10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
+
+
+def _dims(shape: Sequence[int | None], name: str) -> tuple[Dim, ...]:
+    """A framework shape as spec dims: unknown axis 0 is "batch", other unknown axes are private to the input."""
+    return tuple(d if d is not None else ("batch" if i == 0 else f"{name}.{i}") for i, d in enumerate(shape))
+
+
+# --- torch -------------------------------------------------------------------------------------------
+
+
+def _flatten_torch(obj: Any, prefix: str, names: list[str], arrays: list[np.ndarray]) -> None:
+    """Depth-first flatten of tensors in tuples/lists/dicts (HF ModelOutput is a dict); None is skipped."""
+    torch = import_torch()
+    if obj is None:
+        return
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu()
+        if t.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds every bf16 value exactly
+            t = t.float()
+        names.append(prefix)
+        arrays.append(t.numpy())
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            _flatten_torch(value, f"{prefix}.{key}" if prefix else str(key), names, arrays)
+    elif isinstance(obj, (tuple, list)):
+        for i, value in enumerate(obj):
+            _flatten_torch(value, f"{prefix}.{i}" if prefix else f"output_{i}", names, arrays)
+    elif isinstance(obj, (int, float, bool, np.ndarray, np.generic)):
+        names.append(prefix)
+        arrays.append(np.asarray(obj))
+    else:
+        raise InputError(f"torch model returned {type(obj).__name__} at {prefix or 'top level'}; "
+                         "expected tensors in tuples, lists or dicts")
+
+
+class TorchRunner(Runner):
+    """A `torch.nn.Module` or `torch.export.ExportedProgram`, called positionally in `input_names` order.
+
+    Modules run in eval mode under no_grad. An ExportedProgram's module cannot be switched to eval (its
+    mode was fixed at export), so it runs as exported. Output names are dict / ModelOutput keys, dotted
+    for nesting ("hidden_states.0"), and output_<i> for plain tuple positions.
+    """
+
+    framework: Framework = "torch"
+
+    def __init__(
+        self,
+        module_or_exported_program: Any,
+        input_names: Sequence[str],
+        *,
+        specs: Sequence[TensorSpec] | None = None,
+        device: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        torch = import_torch()
+        obj = module_or_exported_program
+        if isinstance(obj, torch.export.ExportedProgram):
+            self.module = obj.module()
+        elif isinstance(obj, torch.nn.Module):
+            self.module = obj.eval()
+        else:
+            raise InputError(f"TorchRunner needs an nn.Module or ExportedProgram, got {type(obj).__name__}")
+        self.name = name or type(obj).__name__
+        self.device = device
+        self.input_names = [input_names] if isinstance(input_names, str) else list(input_names)
+        self.specs = _order_specs(self.input_names, specs, self.describe())
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        torch = import_torch()
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+        if self.device:
+            args = [a.to(self.device) for a in args]
+        with torch.no_grad():
+            out = self.module(*args)
+        names: list[str] = []
+        arrays: list[np.ndarray] = []
+        _flatten_torch(out, "output_0" if isinstance(out, torch.Tensor) else "", names, arrays)
+        self.output_names = names
+        return arrays
+
+
+def _order_specs(names: list[str], specs: Sequence[TensorSpec] | None, runner: str) -> list[TensorSpec] | None:
+    if specs is None:
+        return None
+    by_name = {s.name: s for s in specs}
+    if sorted(by_name) != sorted(names):
+        raise InputError(f"{runner}: input_names {names} do not match the specs {list(by_name)}")
+    return [by_name[n] for n in names]
+
+
+# --- keras -------------------------------------------------------------------------------------------
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """A `.keras` file, loaded with safe_mode=True (no Lambda layers or other code from the file)."""
+    keras = import_keras()
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a directory, not a .keras file", path=str(path),
+                         hint="read a SavedModel with SavedModelRunner")
+    if not path.is_file():
+        raise InputError("no such model file", path=str(path))
+    if path.suffix != ".keras":
+        raise InputError(f"expected a .keras file, got {path.suffix or 'no extension'}", path=str(path))
+    if not zipfile.is_zipfile(path):
+        raise InputError("not a .keras archive (not a zip file)", path=str(path),
+                         hint="re-save it with model.save('name.keras')")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # keras raises ValueError/TypeError/OSError with no path in the message
+        raise InputError(f"cannot load Keras model: {exc}", path=str(path),
+                         hint="if it holds Lambda layers or custom code, load it yourself once you trust it") from exc
+
+
+class KerasRunner(Runner):
+    """A Keras 3 model (or `.keras` path) called on its inputs in signature order, with training=False.
+
+    `compiled=True` wraps the call in a tf.function on the TensorFlow backend (faster for repeated
+    cases); on other backends it has no effect.
+    """
+
+    framework: Framework = "keras"
+
+    def __init__(
+        self,
+        model_or_path: Any,
+        input_names: Sequence[str] | None = None,
+        *,
+        compiled: bool = False,
+        name: str | None = None,
+    ) -> None:
+        keras = import_keras()
+        if isinstance(model_or_path, (str, Path)):
+            self.model = load_keras_model(model_or_path)
+            self.name = name or Path(model_or_path).name
+        else:
+            self.model = model_or_path
+            self.name = name or getattr(model_or_path, "name", type(model_or_path).__name__)
+        self._structure, self.input_names, self.specs = self._signature(input_names)
+        self._call = self._plain_call
+        if compiled and keras.config.backend() == "tensorflow":
+            self._call = import_tf().function(self._plain_call, reduce_retracing=True)
+
+    def _signature(self, input_names: Sequence[str] | None) -> tuple[str, list[str], list[TensorSpec] | None]:
+        """How the model takes its inputs ("dict", "list" or "single"), their names, and specs if known."""
+        try:
+            struct = self.model.input
+        except (AttributeError, ValueError):  # subclassed model that was never built on symbolic inputs
+            struct = None
+        if struct is None:
+            if not input_names:
+                raise InputError(f"keras:{self.name}: model has no symbolic inputs; pass input_names")
+            names = list(input_names)
+            return ("single" if len(names) == 1 else "list"), names, None
+        if isinstance(struct, dict):
+            kind, pairs = "dict", list(struct.items())
+        elif isinstance(struct, (list, tuple)):
+            kind, pairs = "list", [(t.name, t) for t in struct]
+        else:
+            kind, pairs = "single", [(struct.name, struct)]
+        names = [n for n, _ in pairs]
+        if input_names is not None:  # caller renames (e.g. auto-named Sequential inputs)
+            if len(input_names) != len(names):
+                raise InputError(f"keras:{self.name}: {len(input_names)} input_names for {len(names)} inputs")
+            names = list(input_names)
+        specs = [TensorSpec(n, _dims(t.shape, n), str(t.dtype)) for n, (_, t) in zip(names, pairs)]
+        if kind == "dict":
+            self._dict_keys = [k for k, _ in pairs]
+        return kind, names, specs
+
+    def _plain_call(self, args: list[Any]) -> Any:
+        if self._structure == "dict":
+            return self.model(dict(zip(self._dict_keys, args)), training=False)
+        if self._structure == "single":
+            return self.model(args[0], training=False)
+        return self.model(list(args), training=False)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        keras = import_keras()
+        out = self._call([inputs[n] for n in self.input_names])
+        if isinstance(out, Mapping):
+            names, values = [str(k) for k in out], list(out.values())
+        elif isinstance(out, (list, tuple)):
+            values = keras.tree.flatten(out)
+            names = [f"output_{i}" for i in range(len(values))]
+        else:
+            names, values = ["output_0"], [out]
+        self.output_names = names
+        return [keras.ops.convert_to_numpy(v) for v in values]
+
+
+# --- TensorFlow SavedModel ---------------------------------------------------------------------------
+
+
+class SavedModelRunner(Runner):
+    """A TF SavedModel signature, called with inputs by name.
+
+    Outputs come back sorted by output key in natural order (output_0, output_1, ..., output_10), the
+    order Keras `model.export` numbers them in.
+    """
+
+    framework: Framework = "tf"
+
+    def __init__(self, path: str | Path, signature: str = "serving_default", *, name: str | None = None) -> None:
+        tf = import_tf()
+        path = Path(path)
+        if not (path / "saved_model.pb").is_file():
+            raise InputError("not a SavedModel directory (no saved_model.pb)", path=str(path))
+        try:
+            self._loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise InputError(f"cannot load SavedModel: {exc}", path=str(path)) from exc
+        if signature not in self._loaded.signatures:
+            raise InputError(f"no signature {signature!r}; available: {sorted(self._loaded.signatures)}",
+                             path=str(path))
+        self.name = name or path.name
+        self._fn = self._loaded.signatures[signature]
+        _, kwargs = self._fn.structured_input_signature
+        self.input_names = list(kwargs)
+        self.specs = [TensorSpec(n, _dims(s.shape.as_list(), n), s.dtype.name) for n, s in kwargs.items()]
+        self.output_names = sorted(self._fn.structured_outputs, key=natural_key)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        tf = import_tf()
+        out = self._fn(**{n: tf.constant(a) for n, a in inputs.items()})
+        return [out[k].numpy() for k in self.output_names]

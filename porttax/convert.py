@@ -1,0 +1,194 @@
+"""`porttax.convert`: load a PyTorch source, convert it, write it atomically, prove it, price it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from porttax.errors import InputError
+from porttax.progress import QUIET, Progress
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
+
+TARGETS = ("keras", "savedmodel")
+
+
+@dataclass
+class ConversionResult:
+    target: str
+    output: Path | None
+    keras_model: Any
+    log: Any  # MappingLog
+    parity: Any | None  # ParityReport
+    tax: PortingTax
+    source: Any  # TorchSource
+
+    @property
+    def passed(self) -> bool:
+        """True unless parity ran and failed."""
+        return self.parity is None or bool(self.parity.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.path or self.source.name,
+            "source_format": self.source.origin,
+            "inputs": [s.to_dict() for s in self.source.specs],
+            "target": self.target,
+            "output": str(self.output) if self.output else None,
+            "passed": self.passed,
+            "porting_tax": self.tax.to_dict(),
+            "parity": self.parity.to_dict() if self.parity is not None else None,
+            "mapping": self.log.to_dict(),
+        }
+
+
+def infer_target(to: str | None, output: str | Path | None) -> str:
+    if to is None:
+        if output is not None and str(output).endswith(".keras"):
+            return "keras"
+        if output is not None:
+            return "savedmodel"
+        return "keras"
+    to = to.lower().replace("_", "").replace("-", "")
+    aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel"}
+    if to not in aliases:
+        raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
+    return aliases[to]
+
+
+def convert(
+    source: Any,
+    *,
+    to: str | None = None,
+    output: str | Path | None = None,
+    example_inputs: Sequence[Any] | None = None,
+    input_shapes: Sequence[Sequence[int]] | None = None,
+    input_dtypes: Sequence[str] | None = None,
+    arch: str | None = None,
+    config: dict[str, Any] | str | Path | None = None,
+    trust_pickle: bool = False,
+    parity: bool = True,
+    seeds: Sequence[int] = (0, 1, 2),
+    profile: str = "fp32",
+    measure_latency: bool = True,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ConversionResult:
+    """Convert a PyTorch model (live module, `.pt2`, checkpoint + architecture, trusted pickle) to Keras.
+
+    `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
+    writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name.
+    Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
+    into place. The result says whether parity passed; it does not raise on drift, so a caller can
+    still inspect the report (the CLI turns a failure into exit code 1).
+    """
+    from porttax._frameworks import import_keras, import_torch
+    from porttax.saving import atomic_output, check_output
+
+    progress = progress or QUIET
+    target = infer_target(to, output)
+    if target == "savedmodel" and output is None:
+        raise InputError("a SavedModel is a directory on disk; give an output path", hint="pass -o DIR")
+    if target == "keras" and output is not None and not str(output).endswith(".keras"):
+        raise InputError("a Keras model file must end in .keras", path=str(output),
+                         hint="use -o model.keras, or --to savedmodel for a directory")
+    if output is not None:
+        check_output(output, force)  # fail before the slow part, not after it
+
+    import_torch()
+    from porttax.converters.torch_to_keras.driver import convert_exported_program
+    from porttax.loading import load_torch_source
+
+    t0 = time.perf_counter()
+    progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
+    src = load_torch_source(source, example_inputs=example_inputs, input_shapes=input_shapes,
+                            input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)
+    sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
+    progress.stage(f"captured {src.origin} with torch.export: {sig}")
+    import_keras()
+    progress.stage("converting ops to Keras layers")
+    result = convert_exported_program(src.program, name=src.name, progress=progress.step)
+    model, log = result.model, result.log
+
+    tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
+                     ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
+                     source_transposes=log.source_transposes)
+    report = None
+    final: Path | None = None
+    if output is None:
+        tax.conversion_seconds = time.perf_counter() - t0
+        tax.peak_rss_mb = peak_rss_mb()
+        runner = _keras_runner(model, src)
+        report = _parity(src, runner, seeds, profile, progress) if parity else None
+        if measure_latency:
+            _latency(src, runner, tax, progress)
+    else:
+        with atomic_output(output, force=force) as tmp:
+            progress.stage(f"writing {target} to {output}")
+            if target == "keras":
+                model.save(tmp)
+            else:
+                model.export(str(tmp), format="tf_saved_model", verbose=False)
+            tax.conversion_seconds = time.perf_counter() - t0
+            tax.peak_rss_mb = peak_rss_mb()
+            tax.output_bytes = size_on_disk(tmp)
+            runner = _artifact_runner(target, tmp, src)
+            report = _parity(src, runner, seeds, profile, progress) if parity else None
+            if measure_latency:
+                _latency(src, runner, tax, progress)
+        final = Path(output)
+    if report is not None:
+        _fill_drift(tax, report)
+    return ConversionResult(target, final, model, log, report, tax, src)
+
+
+def _keras_runner(model: Any, src: Any) -> Any:
+    from porttax.parity import KerasRunner
+
+    return KerasRunner(model, compiled=True, name=model.name)
+
+
+def _artifact_runner(target: str, path: Path, src: Any) -> Any:
+    from porttax.parity import KerasRunner, SavedModelRunner
+
+    if target == "keras":
+        return KerasRunner(path, compiled=True, name=f"{src.name}.keras")
+    return SavedModelRunner(path, name=f"{src.name} (SavedModel)")
+
+
+def _source_runner(src: Any) -> Any:
+    from porttax.parity import TorchRunner
+
+    return TorchRunner(src.module, [s.name for s in src.specs], name=src.name)
+
+
+def _parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Any:
+    from porttax.parity import check_parity
+
+    progress.stage(f"checking parity over {len(seeds)} seed(s), profile {profile}")
+    return check_parity(_source_runner(src), runner, src.specs, seeds=seeds, profile=profile)
+
+
+def _latency(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> None:
+    from porttax.parity import make_inputs
+
+    progress.stage("timing source and converted model on CPU")
+    inputs = make_inputs(src.specs, 0)
+    source = _source_runner(src)
+    tax.latency_source_ms = time_call(lambda: source.run(inputs))
+    tax.latency_converted_ms = time_call(lambda: runner.run(inputs))
+
+
+def _fill_drift(tax: PortingTax, report: Any) -> None:
+    tax.parity_passed = bool(report.passed)
+    worst, max_abs, top1 = 0.0, 0.0, None
+    for case in report.cases:
+        for out in case.outputs:
+            m = out.metrics
+            worst = max(worst, float("inf") if m.rel_l2 is None else float(m.rel_l2))
+            max_abs = max(max_abs, float("inf") if m.max_abs is None else float(m.max_abs))
+            agree = (m.topk_agreement or {}).get(1)
+            if agree is not None:
+                top1 = agree if top1 is None else min(top1, agree)
+    tax.drift_rel_l2, tax.drift_max_abs, tax.top1_agreement = worst, max_abs, top1

@@ -1,0 +1,268 @@
+"""Reading PyTorch sources safely and turning them into an ExportedProgram with a known signature.
+
+Safe by default: checkpoints are read with `torch.load(weights_only=True)`; a file that holds a pickled
+Python object (a whole nn.Module) is refused unless the caller passes `trust_pickle=True`, because
+unpickling runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from porttax._frameworks import import_torch
+from porttax.errors import InputError, UntrustedInputError
+from porttax.types import TensorSpec
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+@dataclass
+class TorchSource:
+    """A PyTorch model ready to convert: the captured program, a runnable module and its inputs."""
+
+    program: Any  # torch.export.ExportedProgram
+    module: Any  # what parity runs as the source: the user's nn.Module, or program.module()
+    specs: list[TensorSpec]
+    example: tuple[Any, ...]
+    origin: str  # "module", "pt2", "pickle", "state_dict"
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.path:
+            return Path(self.path).stem
+        return type(self.module).__name__
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,224,224' or '1x3x224x224' → (1, 3, 224, 224)."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise InputError(f"--input-shape {text!r} is not a list of integers",
+                         hint="write it like 1,3,224,224") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise InputError(f"--input-shape {text!r} must have positive sizes")
+    return shape
+
+
+def example_from_shapes(shapes: Sequence[Sequence[int]], dtypes: Sequence[str] | None = None,
+                        seed: int = 0) -> tuple[Any, ...]:
+    torch = import_torch()
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i, shape in enumerate(shapes):
+        dtype = (dtypes[i] if dtypes and i < len(dtypes) else (dtypes[-1] if dtypes else "float32"))
+        tdtype = getattr(torch, dtype, None)
+        if tdtype is None:
+            raise InputError(f"unknown input dtype {dtype!r}", hint="use float32, int64, int32 or bool")
+        if tdtype.is_floating_point:
+            out.append(torch.randn(tuple(shape), generator=gen).to(tdtype))
+        else:
+            out.append(torch.randint(0, 2, tuple(shape), generator=gen).to(tdtype))
+    return tuple(out)
+
+
+def specs_from_program(program: Any) -> list[TensorSpec]:
+    """Input specs from the exported graph, with valid ranges for integer inputs.
+
+    An integer input that indexes an embedding table gets [0, num_embeddings), so seeded parity
+    inputs are always valid token ids.
+    """
+    from torch.export.graph_signature import InputKind
+
+    user = [s.arg.name for s in program.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
+    ranges: dict[str, tuple[int, int]] = {}
+    params = {s.arg.name: s.target for s in program.graph_signature.input_specs
+              if s.kind in (InputKind.PARAMETER, InputKind.BUFFER)}
+    for node in program.graph.nodes:
+        if node.op == "call_function" and "embedding" in str(node.target) and len(node.args) >= 2:
+            weight, ids = node.args[0], node.args[1]
+            if getattr(ids, "name", None) in user and getattr(weight, "name", None) in params:
+                ranges[ids.name] = (0, int(program.state_dict[params[weight.name]].shape[0]))
+    specs = []
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta["val"]
+            dtype = str(val.dtype).replace("torch.", "")
+            specs.append(TensorSpec(node.name, tuple(int(d) for d in val.shape), dtype,
+                                    ranges.get(node.name, (0, 2) if not val.dtype.is_floating_point else None)))
+    return specs
+
+
+def export_module(module: Any, example: tuple[Any, ...], path: str | None = None) -> Any:
+    torch = import_torch()
+    module = module.eval()
+    try:
+        return torch.export.export(module, tuple(example))
+    except Exception as exc:  # torch raises many types here; the message is what the user needs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"torch.export could not capture the model: {first}", path=path,
+                         hint="check the input shapes (--input-shape) and that forward() has no "
+                         "data-dependent Python control flow") from exc
+
+
+def load_torch_source(
+    source: Any,
+    *,
+    example_inputs: Sequence[Any] | None = None,
+    input_shapes: Sequence[Sequence[int]] | None = None,
+    input_dtypes: Sequence[str] | None = None,
+    arch: str | None = None,
+    config: dict[str, Any] | str | Path | None = None,
+    trust_pickle: bool = False,
+) -> TorchSource:
+    """Load any PyTorch source porttax accepts; see README "Inputs" for the formats."""
+    torch = import_torch()
+    if isinstance(source, torch.export.ExportedProgram):
+        return TorchSource(source, source.module(), specs_from_program(source), _example_of(source), "pt2")
+    if isinstance(source, torch.nn.Module):
+        example = _resolve_example(example_inputs, input_shapes, input_dtypes, None, None)
+        if example is None:
+            raise InputError("a live nn.Module needs example inputs to trace",
+                             hint="pass example_inputs=(x,) or input_shapes=[(1, 3, 224, 224)]")
+        program = export_module(source, example)
+        return TorchSource(program, source.eval(), specs_from_program(program), example, "module")
+
+    path = Path(source)
+    if not path.exists():
+        raise InputError("no such file or directory", path=str(path))
+    if path.is_dir():
+        raise InputError("a directory is not a PyTorch model file", path=str(path),
+                         hint="pass a .pt2, .pt/.pth or .safetensors file")
+    suffix = path.suffix.lower()
+    if suffix == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise InputError(f"not a readable torch.export archive ({type(exc).__name__}: {exc})",
+                             path=str(path), hint="re-save it with torch.export.save(program, path)") from exc
+        return TorchSource(program, program.module(), specs_from_program(program), _example_of(program),
+                           "pt2", str(path))
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:
+            raise InputError(f"not a valid safetensors file ({exc})", path=str(path)) from exc
+        return _from_state_dict(state, path, arch, config, example_inputs, input_shapes, input_dtypes)
+    if suffix in TORCH_SUFFIXES:
+        if _is_torchscript(path):
+            raise InputError("this is a TorchScript archive (torch.jit.save); porttax does not read "
+                             "TorchScript yet", path=str(path),
+                             hint="export the original model with torch.export.save, or save its state_dict")
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not trust_pickle:
+                raise UntrustedInputError(
+                    "this file is a pickled Python object (for example a whole nn.Module); loading it "
+                    "would run code stored in the file, so porttax refuses by default", path=str(path),
+                    hint="if you trust where the file came from, pass --trust-pickle "
+                    "(trust_pickle=True); safer: save the model with torch.export.save (.pt2) or save "
+                    "its state_dict and pass --arch/--config") from exc
+            obj = _load_trusted(path)
+        except Exception as exc:
+            raise InputError(f"not a readable PyTorch file ({type(exc).__name__}: {exc})",
+                             path=str(path)) from exc
+        if isinstance(obj, torch.nn.Module):
+            example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, config)
+            if example is None:
+                raise InputError("a pickled module does not record its input shapes", path=str(path),
+                                 hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and "
+                                 "--input-dtype int64 for token ids)")
+            program = export_module(obj, example, str(path))
+            return TorchSource(program, obj.eval(), specs_from_program(program), example, "pickle", str(path))
+        if isinstance(obj, dict):
+            state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), dict) else obj
+            return _from_state_dict(state, path, arch, config, example_inputs, input_shapes, input_dtypes)
+        raise InputError(f"the file holds a {type(obj).__name__}, not a model or state_dict", path=str(path))
+    raise InputError(f"unknown model file type {suffix!r}", path=str(path),
+                     hint="porttax reads .pt2, .pt/.pth (state_dict, or a pickled module with "
+                     "--trust-pickle) and .safetensors")
+
+
+def _load_trusted(path: Path) -> Any:
+    torch = import_torch()
+    return torch.load(str(path), map_location="cpu", weights_only=False)
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def _example_of(program: Any) -> tuple[Any, ...]:
+    example = getattr(program, "example_inputs", None)
+    if example:
+        args, kwargs = example
+        if not kwargs:
+            return tuple(args)
+    return tuple(_zeros_like_meta(node) for node in program.graph.nodes
+                 if node.op == "placeholder" and node.name in {s.name for s in specs_from_program(program)})
+
+
+def _zeros_like_meta(node: Any) -> Any:
+    torch = import_torch()
+    val = node.meta["val"]
+    return torch.zeros(tuple(int(d) for d in val.shape), dtype=val.dtype)
+
+
+def _read_config(config: dict[str, Any] | str | Path | None) -> dict[str, Any] | None:
+    if config is None or isinstance(config, dict):
+        return config
+    p = Path(config)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("config file not found", path=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"config is not valid JSON ({exc})", path=str(p)) from None
+
+
+def _resolve_example(example_inputs: Sequence[Any] | None, input_shapes: Sequence[Sequence[int]] | None,
+                     input_dtypes: Sequence[str] | None, arch: str | None,
+                     config: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if example_inputs is not None:
+        return tuple(example_inputs)
+    if input_shapes:
+        return example_from_shapes(input_shapes, input_dtypes)
+    if arch:
+        from porttax import models
+
+        return tuple(models.example_inputs(arch, _read_config(config), batch=1, seq=16))
+    return None
+
+
+def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config: Any,
+                     example_inputs: Any, input_shapes: Any, input_dtypes: Any) -> TorchSource:
+    from porttax import models
+
+    cfg = _read_config(config)
+    if arch is None:
+        sidecar = models.sidecar_path(path)
+        if sidecar.exists() and cfg is None:
+            cfg = _read_config(sidecar)
+        if cfg and "arch" in cfg:
+            arch = cfg["arch"]
+    if arch is None:
+        raise InputError(
+            "this file holds only weights (a state_dict); porttax needs the architecture too", path=str(path),
+            hint=f"pass --arch NAME [--config FILE]; known architectures: {', '.join(models.list_architectures())} "
+            f"(presets: {', '.join(models.list_presets())})")
+    if cfg is not None:
+        cfg = {k: v for k, v in cfg.items() if k != "arch"}
+    module = models.load_state_dict_model(arch, cfg, state)
+    example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, cfg)
+    program = export_module(module, example, str(path))
+    return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path))

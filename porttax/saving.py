@@ -1,0 +1,64 @@
+"""Writing outputs so that a failed or interrupted run leaves nothing behind.
+
+Everything is written to a temporary sibling of the final path and renamed into place only once it
+is complete (and, for conversions, checked). An existing output is replaced only with `force`, and
+then only after the new one is whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from porttax.errors import InputError, OutputExistsError
+
+
+def check_output(path: str | os.PathLike[str], force: bool) -> Path:
+    """Validate the destination before any work is done, so a long conversion can't fail at the end."""
+    out = Path(path)
+    if out.exists() and not force:
+        raise OutputExistsError("output already exists", path=str(out),
+                                hint="pass --force to replace it, or choose another -o path")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise InputError("the output's parent is not a directory", path=str(parent))
+    return out
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling path; on success it replaces `path`, on any error it is removed.
+
+    The temporary name keeps the final suffix (Keras insists on `.keras`) and starts with a dot so
+    half-written artefacts are hidden and never mistaken for results.
+    """
+    final = check_output(path, force)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.porttax-tmp-{uuid.uuid4().hex[:8]}{final.suffix}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to {tmp}")
+        if final.exists():
+            if not force:
+                raise OutputExistsError("output appeared while converting", path=str(final),
+                                        hint="pass --force to replace it")
+            backup = final.with_name(f".{final.name}.porttax-old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, backup)
+            os.replace(tmp, final)
+            _remove(backup)
+        else:
+            os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)

@@ -1,0 +1,92 @@
+"""The porting tax: what a conversion cost, measured, never estimated.
+
+Coverage and transposes come from the mapping log; drift from the parity report; conversion time
+and peak memory from the conversion itself; latency from timing source and converted model on the
+same inputs in the same process, one after the other.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class PortingTax:
+    layers_total: int = 0
+    layers_mapped: int = 0
+    ops_total: int = 0
+    ops_folded: int = 0
+    transposes_inserted: int = 0
+    source_transposes: int = 0
+    conversion_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    drift_rel_l2: float | None = None
+    drift_max_abs: float | None = None
+    top1_agreement: float | None = None
+    parity_passed: bool | None = None
+    latency_source_ms: float | None = None
+    latency_converted_ms: float | None = None
+    output_bytes: int | None = None
+    manual_work: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float:
+        return self.layers_mapped / self.layers_total if self.layers_total else 1.0
+
+    @property
+    def latency_ratio(self) -> float | None:
+        if self.latency_source_ms and self.latency_converted_ms:
+            return self.latency_converted_ms / self.latency_source_ms
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"coverage": self.coverage, "latency_ratio": self.latency_ratio}
+
+    def lines(self) -> list[str]:
+        out = [
+            f"layers mapped      {self.layers_mapped}/{self.layers_total} ({100 * self.coverage:.0f}%), "
+            f"{self.ops_total} ops ({self.ops_folded} folded to constants)",
+            f"transposes added   {self.transposes_inserted} (the source itself computes {self.source_transposes})",
+            f"conversion         {self.conversion_seconds:.1f} s, peak RSS {self.peak_rss_mb:.0f} MB",
+        ]
+        if self.drift_rel_l2 is not None:
+            top1 = f", top-1 agreement {100 * self.top1_agreement:.1f}%" if self.top1_agreement is not None else ""
+            out.append(f"drift              ‖a−b‖/‖b‖ {self.drift_rel_l2:.2e}, max abs {self.drift_max_abs:.2e}{top1}")
+        if self.latency_ratio is not None:
+            out.append(f"latency (CPU)      source {self.latency_source_ms:.2f} ms, converted "
+                       f"{self.latency_converted_ms:.2f} ms ({self.latency_ratio:.2f}×)")
+        if self.output_bytes is not None:
+            out.append(f"output size        {self.output_bytes / 1e6:.2f} MB")
+        return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if os.uname().sysname == "Darwin" else peak / 1024
+
+
+def time_call(fn: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, budget_s: float = 1.0) -> float:
+    """Median wall time of `fn` in milliseconds, after warm-up (tracing, allocator growth)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget_s and len(times) < 1000):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def size_on_disk(path: str | Path) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
