@@ -15,7 +15,7 @@ __all__ = ["convert", "check_parity", "ConversionResult", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("convert", "ConversionResult"):
-        from porttax import convert as _convert_module
+        from porttax import conversion as _convert_module
 
         return getattr(_convert_module, name)
     if name == "check_parity":

@@ -1,6 +1,7 @@
 """The `porttax` command line: argument parsing and exit codes only; the work is in the library.
 
-Exit codes: 0 success, 1 parity failed, 2 bad input (unreadable file, unsupported op, existing output).
+Exit codes: 0 success, 1 parity failed, 2 bad input (unreadable file, unsupported op, existing output),
+3 internal error (a porttax bug), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -73,11 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("porttax: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception:  # a bug in porttax or a framework, not bad input and not drift: say so
+        import traceback
+
+        traceback.print_exc()
+        print("porttax: internal error (exit 3): this is a porttax bug, not a problem with your model; "
+              "please report it with the traceback above", file=sys.stderr)
+        return 3
     return 2
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from porttax.convert import convert
+    from porttax.conversion import convert
     from porttax.loading import parse_shape
     from porttax.progress import Progress
 

@@ -26,7 +26,7 @@ class TorchSource:
     """A PyTorch model ready to convert: the captured program, a runnable module and its inputs."""
 
     program: Any  # torch.export.ExportedProgram
-    module: Any  # what parity runs as the source: the user's nn.Module, or program.module()
+    module: Any  # what parity runs as the source: the user's nn.Module, or the ExportedProgram
     specs: list[TensorSpec]
     example: tuple[Any, ...]
     origin: str  # "module", "pt2", "pickle", "state_dict"
@@ -121,7 +121,7 @@ def load_torch_source(
     """Load any PyTorch source porttax accepts; see README "Inputs" for the formats."""
     torch = import_torch()
     if isinstance(source, torch.export.ExportedProgram):
-        return TorchSource(source, source.module(), specs_from_program(source), _example_of(source), "pt2")
+        return TorchSource(source, source, specs_from_program(source), _example_of(source), "pt2")
     if isinstance(source, torch.nn.Module):
         example = _resolve_example(example_inputs, input_shapes, input_dtypes, None, None)
         if example is None:
@@ -143,7 +143,7 @@ def load_torch_source(
         except Exception as exc:
             raise InputError(f"not a readable torch.export archive ({type(exc).__name__}: {exc})",
                              path=str(path), hint="re-save it with torch.export.save(program, path)") from exc
-        return TorchSource(program, program.module(), specs_from_program(program), _example_of(program),
+        return TorchSource(program, program, specs_from_program(program), _example_of(program),
                            "pt2", str(path))
     if suffix == ".safetensors":
         from safetensors.torch import load_file
