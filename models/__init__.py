@@ -283,6 +283,7 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary sibling and rename, so an interrupted run leaves no partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)

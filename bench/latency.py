@@ -1,0 +1,73 @@
+"""Converted-model CPU latency as a ratio to the source PyTorch model, measured in one run.
+
+    .venv/bin/python bench/latency.py [--rounds 5] [--models resnet18,llama-tiny]
+
+Machines are noisy, so each model is converted once and then source and converted runtimes are
+timed in interleaved rounds (torch, Keras, SavedModel, torch, ...) in this one process, and the
+ratio of medians is printed. Only ratios are meaningful across machines; the target is <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from porttax._frameworks import import_tf, import_torch, import_torchvision  # noqa: E402
+
+
+def build(name: str):
+    torch = import_torch()
+    if name == "resnet18":
+        torch.manual_seed(0)
+        return import_torchvision().models.resnet18(weights=None).eval(), (torch.randn(1, 3, 224, 224),)
+    from porttax import models
+
+    return models.build_model(name), models.example_inputs(name, batch=1, seq=64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet18,llama-tiny")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+
+    import porttax
+    from porttax.parity import make_inputs
+    from porttax.parity.runners import KerasRunner, SavedModelRunner, TorchRunner
+    from porttax.tax import time_call
+
+    torch = import_torch()
+    import_tf()
+    print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
+    print(f"{'model':<12} {'torch ms':>9} {'keras ms':>9} {'ratio':>6} {'savedmodel ms':>14} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            module, example = build(name)
+            res = porttax.convert(module, example_inputs=example, to="savedmodel",
+                                  output=Path(tmp) / f"{name}_sm", parity=True, measure_latency=False)
+            assert res.passed, res.parity.summary_line()
+            names = [s.name for s in res.source.specs]
+            inputs = make_inputs(res.source.specs, 0)
+            runners = {
+                "torch": TorchRunner(module, names),
+                "keras": KerasRunner(res.keras_model, compiled=True),
+                "savedmodel": SavedModelRunner(res.output),
+            }
+            samples: dict[str, list[float]] = {k: [] for k in runners}
+            for _ in range(args.rounds):
+                for key, runner in runners.items():
+                    samples[key].append(time_call(lambda r=runner: r.run(inputs), budget_s=0.5))
+            med = {k: statistics.median(v) for k, v in samples.items()}
+            print(f"{name:<12} {med['torch']:9.2f} {med['keras']:9.2f} {med['keras'] / med['torch']:5.2f}x "
+                  f"{med['savedmodel']:14.2f} {med['savedmodel'] / med['torch']:5.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
