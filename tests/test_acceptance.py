@@ -16,6 +16,7 @@ import pytest
 import porttax
 from porttax import models
 from porttax._frameworks import import_keras, import_tf, import_torch, import_torchvision
+from porttax.converters.torch_to_keras.context import keras_layer_name
 
 torch = import_torch()
 SEEDS = (0, 1, 2)
@@ -152,7 +153,7 @@ def test_layers_are_named_after_source_modules() -> None:
     layer_names = {layer.name for layer in result.keras_model.layers}
     conv_modules = [n for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d)]
     linear_modules = [n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
-    assert conv_modules and set(conv_modules + linear_modules) <= layer_names
+    assert conv_modules and {keras_layer_name(n) for n in conv_modules + linear_modules} <= layer_names
     # every weight of the source was ported into a named layer
     ported = {p.source_key for p in result.log.ports}
     params = {n for n, _ in module.named_parameters()}

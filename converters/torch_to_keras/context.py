@@ -24,6 +24,16 @@ from porttax.errors import UnsupportedError
 Perm = tuple[int, ...] | None
 
 
+def keras_layer_name(module_path: str) -> str:
+    """The Keras layer name for a source module path: `layer1.0.conv1` → `layer1-0-conv1`.
+
+    Keras' torch backend turns layer names into torch parameter names, which may not contain dots;
+    module paths are Python identifiers joined by dots and never contain "-", so the mapping is
+    readable and exactly reversible (`name.replace("-", ".")`) when layers are matched later.
+    """
+    return module_path.replace(".", "-").replace("/", "-")
+
+
 def channels_last(rank: int) -> tuple[int, ...]:
     return (0, *range(2, rank), 1)
 
@@ -79,7 +89,7 @@ class Context:
 
     # ---- naming ------------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
-        base = base.replace("/", ".") or "layer"
+        base = keras_layer_name(base) or "layer"
         name, n = base, 1
         while name in self._names:
             name = f"{base}_{n}"
