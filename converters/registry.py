@@ -46,14 +46,16 @@ class Registry:
 
         def decorate(fn: Callable) -> Callable:
             family = fn.__module__.rsplit(".", 1)[-1]
-            for op in names:
-                key = ConverterKey(source, target, op, version)
+            keys = [ConverterKey(source, target, op, version) for op in names]
+            # Check every key before adding any, so a refused registration leaves no trace.
+            for key in keys:
                 if key in self._converters:
                     other = self._converters[key]
                     raise DuplicateConverterError(
-                        f"converter for {op} ({source}->{target}, v{version}) registered twice: "
+                        f"converter for {key.op} ({source}->{target}, v{version}) registered twice: "
                         f"{other.name} and {family}.{fn.__name__}"
                     )
+            for key in keys:
                 self._converters[key] = Converter(key, fn, family)
             return fn
 

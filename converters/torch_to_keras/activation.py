@@ -20,7 +20,7 @@ def _activation(call: Call, fn: Any, arg: str = "self") -> Val:
 _SIMPLE = {
     "aten.relu": "relu", "aten.sigmoid": "sigmoid", "aten.tanh": "tanh", "aten.silu": "silu",
     "aten.hardswish": "hard_swish", "aten.hardsigmoid": "hard_sigmoid", "aten.mish": "mish",
-    "aten.softsign": "softsign", "aten.relu6": "relu6",
+    "aten.relu6": "relu6",
 }
 
 

@@ -51,6 +51,11 @@ def _conv(call: Call, *, stride: Any, padding: Any, dilation: Any, groups: int, 
     weights: dict[str, Any] = {}
     if transposed:
         return _conv_transpose(call, x, w, b, stride, padding, dilation, groups, output_padding, name)
+    # Keras refuses strides > 1 together with dilation > 1. A strided convolution is the stride-1
+    # one sampled every `stride` positions, so run at stride 1 and subsample (exact; costs compute).
+    subsample = stride if any(s > 1 for s in stride) and any(d > 1 for d in dilation) else None
+    if subsample:
+        stride = (1,) * nd
     if isinstance(padding, str):
         mode = padding
         pads = [(0, 0)] * nd
@@ -82,6 +87,8 @@ def _conv(call: Call, *, stride: Any, padding: Any, dilation: Any, groups: int, 
     if b is not None:
         weights["bias"] = (b, Identity())
     out = call.ctx.apply_layer(layer, x, weights)
+    if subsample:
+        out = out[(slice(None), *(slice(None, None, s) for s in subsample), slice(None))]
     return live_val(out, call.out_shape, channels_last(rank))
 
 

@@ -60,8 +60,9 @@ def div(call: Call) -> Val:
     mode = call.args.get("rounding_mode")
     if mode == "floor":
         return _binary(call, ops.floor_divide)
-    if mode == "trunc":
-        return _binary(call, lambda x, y: ops.trunc(ops.true_divide(x, y)))
+    if mode == "trunc":  # integer inputs stay integers in torch; true_divide made them float
+        dtype = call.out_dtype
+        return _binary(call, lambda x, y: ops.cast(ops.trunc(ops.true_divide(x, y)), dtype))
     return _binary(call, ops.true_divide)
 
 
@@ -88,8 +89,7 @@ def minimum(call: Call) -> Val:
 _COMPARE = {
     "aten.eq": "equal", "aten.ne": "not_equal", "aten.lt": "less", "aten.le": "less_equal",
     "aten.gt": "greater", "aten.ge": "greater_equal", "aten.logical_and": "logical_and",
-    "aten.logical_or": "logical_or", "aten.__and__": "logical_and", "aten.__or__": "logical_or",
-    "aten.bitwise_and": "logical_and", "aten.bitwise_or": "logical_or",
+    "aten.logical_or": "logical_or",
 }
 
 
@@ -99,11 +99,26 @@ def compare(call: Call) -> Val:
     return _binary(call, fn)
 
 
+_BITWISE = {"aten.__and__": "and", "aten.bitwise_and": "and", "aten.__or__": "or", "aten.bitwise_or": "or"}
+
+
+@torch_to_keras(*_BITWISE)
+def bitwise(call: Call) -> Val:
+    """`&` and `|`: logical on booleans (masks), bitwise on integers. Keras' bitwise ops take no
+    Python numbers and want one dtype, so both operands are cast to the result dtype first."""
+    ops = call.ctx.ops
+    kind = _BITWISE[str(call.node.target.overloadpacket)]
+    if call.out_dtype == "bool":
+        return _binary(call, getattr(ops, f"logical_{kind}"))
+    fn, dtype = getattr(ops, f"bitwise_{kind}"), call.out_dtype
+    return _binary(call, lambda x, y: fn(ops.cast(x, dtype), ops.cast(y, dtype)))
+
+
 _UNARY = {
     "aten.neg": "negative", "aten.abs": "abs", "aten.exp": "exp", "aten.log": "log",
     "aten.sqrt": "sqrt", "aten.rsqrt": "rsqrt", "aten.reciprocal": "reciprocal", "aten.sin": "sin",
     "aten.cos": "cos", "aten.erf": "erf", "aten.floor": "floor", "aten.ceil": "ceil",
-    "aten.round": "round", "aten.sign": "sign", "aten.log1p": "log1p", "aten.expm1": "expm1",
+    "aten.sign": "sign", "aten.log1p": "log1p", "aten.expm1": "expm1",
     "aten.logical_not": "logical_not", "aten.square": "square", "aten.isnan": "isnan",
     "aten.trunc": "trunc",
 }
@@ -114,8 +129,17 @@ def unary(call: Call) -> Val:
     return _unary(call, getattr(call.ctx.ops, _UNARY[str(call.node.target.overloadpacket)]))
 
 
-@torch_to_keras("aten.where.self")
+@torch_to_keras("aten.round")
+def round_(call: Call) -> Val:
+    """Half-to-even in both frameworks; `decimals` (round.decimals) scales by 10^decimals first."""
+    decimals = int(call.args.get("decimals") or 0)
+    return _unary(call, lambda x: call.ctx.ops.round(x, decimals))
+
+
+@torch_to_keras("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther", "aten.where.Scalar")
 def where(call: Call) -> Val:
+    """where(condition, self, other); the Scalar overloads pass Python numbers, which align keeps.
+    (aten.where.default, the one-argument nonzero form, has a data-dependent shape and stays out.)"""
     ops = call.ctx.ops
     (c, x, y), perm = call.ctx.align([call.val("condition"), call.val("self"), call.val("other")],
                                      len(call.out_shape))
@@ -133,18 +157,19 @@ def masked_fill(call: Call) -> Val:
 
 @torch_to_keras("aten.clamp", "aten.clamp_min", "aten.clamp_max", "aten.hardtanh")
 def clamp(call: Call) -> Val:
+    """Bounds are numbers or (clamp.Tensor, clamp_min.Tensor) tensors, resolved and aligned like any
+    other operand. torch applies min first, then max, which decides the case min > max."""
     ops = call.ctx.ops
-    lo = call.args.get("min", call.args.get("min_val"))
-    hi = call.args.get("max", call.args.get("max_val"))
-
-    def fn(x: Any) -> Any:
-        if lo is not None:
-            x = ops.maximum(x, lo)
-        if hi is not None:
-            x = ops.minimum(x, hi)
-        return x
-
-    return _unary(call, fn)
+    lo, hi = ("min_val", "max_val") if "min_val" in call.args else ("min", "max")
+    names = ["self", *(n for n in (lo, hi) if call.has(n))]
+    vals, perm = call.ctx.align([call.val(n) for n in names], len(call.out_shape))
+    bound = dict(zip(names, vals))
+    x = bound["self"]
+    if lo in bound:
+        x = ops.maximum(x, bound[lo])
+    if hi in bound:
+        x = ops.minimum(x, bound[hi])
+    return live_val(x, call.out_shape, perm)
 
 
 _TORCH_DTYPES = {
@@ -153,17 +178,20 @@ _TORCH_DTYPES = {
 }
 
 
-@torch_to_keras("aten._to_copy", "aten.to", "aten.type_as")
+@torch_to_keras("aten._to_copy", "aten.type_as")
 def cast(call: Call) -> Val:
     v = call.val("self")
     dtype = _TORCH_DTYPES.get(call.out_dtype, call.out_dtype)
     return live_val(call.ctx.ops.cast(v.tensor, dtype), call.out_shape, v.perm)
 
 
-@torch_to_keras("aten.clone", "aten.alias", "aten.detach", "aten.contiguous", "aten.lift_fresh_copy",
-                "aten.dropout", "aten.feature_dropout", "aten.alpha_dropout", "aten.native_dropout")
+@torch_to_keras("aten.clone", "aten.alias", "aten.detach", "aten.native_dropout")
 def identity(call: Call) -> Any:
-    """Copies and inference-mode dropout compute nothing."""
+    """Copies and inference-mode dropout compute nothing.
+
+    Eval-mode dropout leaves no op at all after export; contiguous, to and lift_fresh_copy become
+    clone and _to_copy, so only these spellings reach a converter.
+    """
     if call.args.get("train"):
         raise call.unsupported("dropout in training mode", hint="convert the model in eval() mode")
     v = call.val("input" if "input" in call.args else "self")

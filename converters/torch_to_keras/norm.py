@@ -48,14 +48,8 @@ def _batch_norm(call: Call, momentum: float, eps: float) -> Val:
 
 @torch_to_keras("aten._native_batch_norm_legit_no_training")
 def batch_norm_inference(call: Call) -> list:
+    """What an eval-mode batch norm exports as (aten.batch_norm itself never reaches the graph)."""
     return [_batch_norm(call, call.args["momentum"], call.args["eps"]), None, None]
-
-
-@torch_to_keras("aten.batch_norm")
-def batch_norm(call: Call) -> Val:
-    if call.args.get("training"):
-        raise call.unsupported("batch norm in training mode", hint="convert the model in eval() mode")
-    return _batch_norm(call, call.args["momentum"], call.args["eps"])
 
 
 @torch_to_keras("aten.layer_norm")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from porttax._frameworks import import_torch
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, channels_last, live_val
 from porttax.converters.torch_to_keras.conv import _pad_spatial, _tuple
@@ -63,16 +64,18 @@ def _pool(call: Call, kind: str) -> Val:
     count_include_pad = call.args.get("count_include_pad", True)
     ceil_extra = any(b != a for a, b in pads)
     if not count_include_pad or ceil_extra:
-        # divisor correction: what torch divides by, over what Keras divided by (k^nd), per position
-        import torch
+        # Divisor correction per output position. Keras divided every window by k^nd; torch divides by
+        # its own count d. Pooling ones gives n/d in torch and n/k^nd over the zero-padded input
+        # (n: input positions in the window), so torch = keras * (k^nd / d) = keras * torch_ones / keras_like.
+        torch = import_torch()
 
         ones = torch.ones((1, 1, *spatial))
         fn = {1: torch.nn.functional.avg_pool1d, 2: torch.nn.functional.avg_pool2d,
               3: torch.nn.functional.avg_pool3d}[nd]
-        torch_ones = fn(torch.ones((1, 1, *spatial)), k, stride, padding, ceil_mode, count_include_pad)
+        torch_ones = fn(ones, k, stride, padding, ceil_mode, count_include_pad)
         padded = torch.nn.functional.pad(ones, [q for pair in reversed(pads) for q in pair])
         keras_like = fn(padded, k, stride, 0, False, True)
-        factor = (keras_like / torch_ones).numpy()[0, 0][..., None].astype(np.float32)
+        factor = (torch_ones / keras_like).numpy()[0, 0][..., None].astype(np.float32)
         out = call.ctx.ops.multiply(out, factor[None])
     return live_val(out, call.out_shape, channels_last(v.rank))
 

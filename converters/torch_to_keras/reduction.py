@@ -20,6 +20,8 @@ def _reduce(call: Call, fn: Any, dim_arg: str = "dim", **extra: Any) -> Val:
     have = v.perm or tuple(range(v.rank))
     axes = tuple(have.index(d) for d in dims)
     out = fn(v.tensor, axis=axes, keepdims=keepdim, **extra)
+    if out.dtype != call.out_dtype:  # torch sums booleans and small ints into int64, Keras into int32
+        out = call.ctx.ops.cast(out, call.out_dtype)
     if keepdim:
         return live_val(out, call.out_shape, v.perm)
     remaining = [p for p in have if p not in dims]
@@ -53,14 +55,20 @@ def prod(call: Call) -> Val:
     return _reduce(call, call.ctx.ops.prod)
 
 
-@torch_to_keras("aten.var.correction", "aten.std.correction")
+@torch_to_keras("aten.var", "aten.std")
 def var(call: Call) -> Val:
+    """var/std.correction (torch.var(x, dim, correction=c)) and var/std.dim (x.var(dim, unbiased=b),
+    which is what `x.var(1)` exports as): the population variance times n / (n - correction)."""
     ops = call.ctx.ops
-    correction = call.args.get("correction")
-    correction = 1 if correction is None else float(correction)
+    if "unbiased" in call.args:  # var.dim / var.default
+        correction = 1.0 if call.args["unbiased"] in (None, True) else 0.0
+    else:
+        correction = call.args.get("correction")
+        correction = 1.0 if correction is None else float(correction)
     is_std = str(call.node.target.overloadpacket) == "aten.std"
     v = call.val("self")
     dims = call.args.get("dim") or list(range(v.rank))
+    dims = [dims] if isinstance(dims, int) else dims
     n = 1
     for d in dims:
         n *= v.shape[int(d) % v.rank]

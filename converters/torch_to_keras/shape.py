@@ -15,9 +15,9 @@ from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, invert, is_identity, live_val
 
 
-@torch_to_keras("aten.view", "aten._unsafe_view", "aten.reshape", "aten.flatten", "aten.unflatten",
-                "aten.squeeze", "aten.unsqueeze", "aten.view_as")
+@torch_to_keras("aten.view", "aten._unsafe_view", "aten.squeeze", "aten.unsqueeze")
 def reshape(call: Call) -> Val:
+    """Every view-like op; reshape, flatten, unflatten and view_as reach the graph as view."""
     x = call.tensor("self")
     return live_val(call.ctx.ops.reshape(x, call.out_shape), call.out_shape)
 
@@ -74,6 +74,10 @@ def repeat_interleave(call: Call) -> Val:
     x = call.ctx.torch_layout(v)
     if dim is None:
         x, dim = call.ctx.ops.reshape(x, (-1,)), 0
+    meta = call.node.meta.get("val")
+    if meta is not None and not all(isinstance(d, int) for d in meta.shape):
+        raise call.unsupported("repeat counts from a tensor make the output length data-dependent",
+                               hint="pass output_size= to torch.repeat_interleave")
     repeats = call.val("repeats")
     if isinstance(repeats, Val):
         if repeats.live:
@@ -130,14 +134,6 @@ def slice_(call: Call) -> Val:
     return _slice(call, v, dim, start, end, step, call.out_shape[dim])
 
 
-@torch_to_keras("aten.narrow")
-def narrow(call: Call) -> Val:
-    v = call.val("self")
-    dim = int(call.args["dim"]) % v.rank
-    start = int(call.args["start"]) % v.shape[dim]
-    return _slice(call, v, dim, start, start + int(call.args["length"]), 1, int(call.args["length"]))
-
-
 @torch_to_keras("aten.select.int")
 def select(call: Call) -> Val:
     v = call.val("self")
@@ -156,8 +152,9 @@ def _split_points(size: int, sizes: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-@torch_to_keras("aten.split", "aten.split_with_sizes", "aten.chunk", "aten.unbind", "aten.tensor_split")
+@torch_to_keras("aten.split", "aten.split_with_sizes", "aten.unbind")
 def split(call: Call) -> list[Val]:
+    """chunk exports as split; narrow and tensor_split as slice."""
     v = call.val("self")
     dim = int(call.args.get("dim", 0)) % v.rank
     size = v.shape[dim]
@@ -207,18 +204,20 @@ def index_select(call: Call) -> Val:
 
 @torch_to_keras("aten.gather")
 def gather(call: Call) -> Val:
+    """torch.gather lets the index be smaller than the input in the other dimensions (the output has
+    the index's shape); take_along_axis wants them equal, so the input is cut to the index first."""
     ops = call.ctx.ops
-    dim = int(call.args["dim"])
+    v = call.val("self")
+    dim = int(call.args["dim"]) % max(v.rank, 1)
     x = call.tensor("self")
     ix = call.tensor("index")
+    size = [v.shape[d] if d == dim else call.out_shape[d] for d in range(v.rank)]
+    if list(size) != list(v.shape):
+        x = ops.slice(x, [0] * v.rank, size)
     return live_val(ops.take_along_axis(x, ix, axis=dim), call.out_shape)
 
 
-@torch_to_keras("aten.constant_pad_nd")
-def constant_pad(call: Call) -> Val:
-    ops = call.ctx.ops
-    v = call.val("self")
-    pad = [int(p) for p in call.args["pad"]]
+def _constant_pad(call: Call, v: Val, pad: list[int], value: float) -> Val:
     if any(p < 0 for p in pad):
         raise call.unsupported("negative padding (cropping) is not mapped yet")
     widths = [[0, 0] for _ in range(v.rank)]
@@ -226,8 +225,46 @@ def constant_pad(call: Call) -> Val:
         widths[v.rank - 1 - i] = [pad[2 * i], pad[2 * i + 1]]
     if v.perm:
         widths = [widths[p] for p in v.perm]
-    value = float(call.args.get("value") or 0.0)
-    return live_val(ops.pad(v.tensor, widths, constant_values=value), call.out_shape, v.perm)
+    return live_val(call.ctx.ops.pad(v.tensor, widths, constant_values=value), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.constant_pad_nd")
+def constant_pad(call: Call) -> Val:
+    v = call.val("self")
+    return _constant_pad(call, v, [int(p) for p in call.args["pad"]], float(call.args.get("value") or 0.0))
+
+
+def _pad_indices(mode: str, size: int, before: int, after: int) -> np.ndarray:
+    """The input position each output position reads along one padded axis."""
+    pos = np.arange(-before, size + after)
+    if mode == "reflect":  # mirror without repeating the edge: -1 -> 1, size -> size - 2
+        period = 2 * (size - 1) if size > 1 else 1
+        pos = np.abs(pos) % period
+        return np.where(pos < size, pos, period - pos).astype(np.int32)
+    if mode == "replicate":
+        return np.clip(pos, 0, size - 1).astype(np.int32)
+    return (pos % size).astype(np.int32)  # circular
+
+
+@torch_to_keras("aten.pad")
+def pad(call: Call) -> Val:
+    """F.pad, which export keeps whole. Constant mode is keras.ops.pad; in reflect, replicate and
+    circular modes each output position copies one input position known at conversion time, so
+    they are a gather per padded axis (TensorFlow's pad has no replicate or circular mode)."""
+    v = call.val("self")
+    pads = [int(p) for p in call.args["pad"]]
+    mode = call.args.get("mode") or "constant"
+    if mode == "constant":
+        return _constant_pad(call, v, pads, float(call.args.get("value") or 0.0))
+    if mode not in ("reflect", "replicate", "circular"):
+        raise call.unsupported(f"padding mode {mode!r}")
+    x = v.tensor
+    for i in range(len(pads) // 2):
+        dim, (before, after) = v.rank - 1 - i, pads[2 * i: 2 * i + 2]
+        if before or after:
+            axis = v.perm.index(dim) if v.perm else dim
+            x = call.ctx.ops.take(x, _pad_indices(mode, v.shape[dim], before, after), axis=axis)
+    return live_val(x, call.out_shape, v.perm)
 
 
 @torch_to_keras("aten.tril", "aten.triu")
@@ -239,4 +276,7 @@ def tri(call: Call) -> Val:
 
 @torch_to_keras("aten.cumsum")
 def cumsum(call: Call) -> Val:
-    return live_val(call.ctx.ops.cumsum(call.tensor("self"), axis=int(call.args["dim"])), call.out_shape)
+    """torch accumulates booleans and small ints in int64 (or the `dtype` asked for): cast first."""
+    ops = call.ctx.ops
+    x = ops.cast(call.tensor("self"), call.out_dtype)
+    return live_val(ops.cumsum(x, axis=int(call.args["dim"])), call.out_shape)

@@ -1,0 +1,480 @@
+"""Sample cases for the torch → Keras converters: one parametrised test runs them all.
+
+Each `Sample` is a tiny PyTorch module, inputs for it, the registry op keys its exported graph
+(after `run_decompositions({})`, as the driver sees it) really contains, and the tolerance its
+converted model must meet (‖keras − torch‖ / ‖torch‖, compared in float64). Adding a converter
+means adding a sample here; the battery test fails for any registered op no sample exercises.
+
+Importing this module imports no framework: torch is reached through lazy stand-ins (`torch`,
+`nn`, `F`, `aten` below) that resolve on first use, inside a build or inputs function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Callable
+
+from porttax._frameworks import import_torch
+
+
+class _Lazy:
+    """A torch namespace resolved on first attribute access, so this module imports without torch."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        obj: Any = import_torch()
+        for part in self._path.split(".")[1:]:
+            obj = getattr(obj, part)
+        return getattr(obj, name)
+
+
+torch: Any = _Lazy("torch")
+nn: Any = _Lazy("torch.nn")
+F: Any = _Lazy("torch.nn.functional")
+aten: Any = _Lazy("torch.ops.aten")
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    ops: tuple[str, ...]  # registry op keys the exported graph contains
+    build: Callable[[], Any]  # -> nn.Module
+    inputs: Callable[[], tuple[Any, ...]]  # -> tuple of tensors
+    tol: float = 1e-5  # max ‖keras − torch‖ / ‖torch‖
+    note: str = ""
+
+    def make(self) -> tuple[Any, tuple[Any, ...]]:
+        """The model in eval mode and its inputs, both deterministic.
+
+        Norm layers get non-trivial statistics and affine parameters (fresh ones are 0/1, which
+        would hide a mean/variance or gamma/beta swap).
+        """
+        t = import_torch()
+        t.manual_seed(0)
+        model = self.build()
+        with t.no_grad():
+            for m in model.modules():
+                if getattr(m, "running_var", None) is not None:
+                    m.running_mean.copy_(0.5 * t.randn_like(m.running_mean))
+                    m.running_var.copy_(0.5 + t.rand_like(m.running_var))
+                if "Norm" in type(m).__name__:
+                    for p in m.parameters(recurse=False):
+                        p.add_(0.3 * t.randn_like(p))
+        t.manual_seed(1)
+        return model.eval(), tuple(self.inputs())
+
+
+@cache
+def _fn_module_class() -> type:
+    t = import_torch()
+
+    class FnModule(t.nn.Module):
+        """A module whose forward is a plain function of (module, *inputs)."""
+
+        def __init__(self, forward: Callable[..., Any]) -> None:
+            super().__init__()
+            self._forward = forward
+
+        def forward(self, *xs: Any) -> Any:
+            return self._forward(self, *xs)
+
+    return FnModule
+
+
+def _fn(forward: Callable[..., Any], **parts: Callable[[], Any]) -> Callable[[], Any]:
+    """A build function for a module computing `forward(module, *inputs)`.
+
+    Each keyword is a factory called at build time (after seeding); an `nn.Module` becomes a
+    submodule, an `nn.Parameter` a parameter, any other tensor a buffer.
+    """
+
+    def build() -> Any:
+        t = import_torch()
+        module = _fn_module_class()(forward)
+        for name, make in parts.items():
+            value = make()
+            if isinstance(value, t.nn.Module):
+                module.add_module(name, value)
+            elif isinstance(value, t.nn.Parameter):
+                module.register_parameter(name, value)
+            else:
+                module.register_buffer(name, value)
+        return module
+
+    return build
+
+
+def _x(*shapes: tuple[int, ...], scale: float = 1.0) -> Callable[[], tuple[Any, ...]]:
+    """Inputs: one standard-normal float32 tensor per shape, times `scale`."""
+    return lambda: tuple(torch.randn(s) * scale for s in shapes)
+
+
+def _param(*shape: int) -> Callable[[], Any]:
+    return lambda: nn.Parameter(torch.randn(shape))
+
+
+def _seq(*layers: Callable[[], Any]) -> Callable[[], Any]:
+    return lambda: nn.Sequential(*(make() for make in layers))
+
+
+IMG = (2, 3, 8, 8)  # a small NCHW batch
+SEQ = (2, 3, 10)  # a small NCL batch
+
+SAMPLES: list[Sample] = [
+    # ---- linear ---------------------------------------------------------------------------------
+    Sample("linear", ("aten.linear",), lambda: nn.Linear(6, 5), _x((3, 6))),
+    Sample("linear_3d_no_bias", ("aten.linear",), lambda: nn.Linear(6, 5, bias=False), _x((2, 3, 6))),
+    Sample("linear_computed_weight", ("aten.linear",),
+           _fn(lambda m, x, w: F.linear(x, w, m.b), b=_param(5)), _x((3, 6), (5, 6)),
+           note="a weight that is an input (tied or generated weights) cannot become a Dense kernel"),
+    Sample("linear_dropout_eval", ("aten.linear", "aten.relu"),
+           _seq(lambda: nn.Linear(6, 8), lambda: nn.Dropout(0.5), lambda: nn.ReLU(), lambda: nn.Dropout(0.2)),
+           _x((3, 6)), note="eval-mode dropout leaves no op in the graph"),
+    Sample("addmm", ("aten.addmm",),
+           _fn(lambda m, x: torch.addmm(m.b, x, m.w), w=_param(6, 4), b=_param(4)), _x((3, 6))),
+    Sample("addmm_scaled", ("aten.addmm",),
+           _fn(lambda m, x, y: torch.addmm(y, x, m.w, beta=0.5, alpha=2.0), w=_param(6, 4)),
+           _x((3, 6), (3, 4))),
+    Sample("mm", ("aten.mm",), _fn(lambda m, x: torch.mm(x, m.w), w=_param(6, 4)), _x((3, 6))),
+    Sample("matmul", ("aten.matmul",),
+           _fn(lambda m, x, y: (torch.matmul(x, y) + torch.matmul(x, m.w)[..., :1], torch.matmul(x, m.v)),
+               w=_param(4, 3), v=_param(4)),
+           _x((2, 3, 4), (2, 4, 5))),
+    Sample("bmm", ("aten.bmm",), _fn(lambda m, x, y: torch.bmm(x, y)), _x((2, 3, 4), (2, 4, 5))),
+    Sample("baddbmm", ("aten.baddbmm",),
+           _fn(lambda m, b, x, y: torch.baddbmm(b, x, y, beta=0.5, alpha=2.0)), _x((2, 3, 5), (2, 3, 4), (2, 4, 5))),
+    Sample("einsum", ("aten.einsum",),
+           _fn(lambda m, x, y: torch.einsum("bij,bjk->bik", x, y) + torch.einsum("bik,k->bi", x @ y, m.v)[..., None],
+               v=_param(5)),
+           _x((2, 3, 4), (2, 4, 5))),
+    # ---- convolution ----------------------------------------------------------------------------
+    Sample("conv1d_stride_pad_dilation", ("aten.conv1d",),
+           lambda: nn.Conv1d(3, 4, 3, stride=2, padding=1, dilation=2), _x(SEQ)),
+    Sample("conv1d_same_even_kernel", ("aten.conv1d",), lambda: nn.Conv1d(3, 4, 4, padding="same"), _x(SEQ)),
+    Sample("conv1d_depthwise_x2", ("aten.conv1d",), lambda: nn.Conv1d(3, 6, 3, groups=3, padding=1), _x(SEQ)),
+    Sample("conv2d_stride_pad", ("aten.conv2d",), lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), _x(IMG)),
+    Sample("conv2d_same_dilated", ("aten.conv2d",),
+           lambda: nn.Conv2d(3, 4, 3, padding="same", dilation=2), _x(IMG)),
+    Sample("conv2d_asymmetric", ("aten.conv2d",),
+           lambda: nn.Conv2d(3, 4, (3, 5), stride=(2, 1), padding=(1, 2), bias=False), _x(IMG)),
+    Sample("conv2d_groups", ("aten.conv2d",), lambda: nn.Conv2d(4, 6, 3, groups=2, padding=1), _x((2, 4, 6, 6))),
+    Sample("conv2d_depthwise", ("aten.conv2d",), lambda: nn.Conv2d(4, 4, 3, groups=4, padding=1), _x((2, 4, 6, 6))),
+    Sample("conv2d_depthwise_x2_stride", ("aten.conv2d",),
+           lambda: nn.Conv2d(3, 6, 3, groups=3, stride=2), _x(IMG)),
+    Sample("conv2d_depthwise_stride_dilation", ("aten.conv2d",),
+           lambda: nn.Conv2d(3, 3, 3, groups=3, stride=2, dilation=2, padding=2), _x(IMG),
+           note="Keras refuses stride > 1 with dilation > 1"),
+    Sample("conv3d", ("aten.conv3d",), lambda: nn.Conv3d(2, 3, (1, 3, 3), padding=(0, 1, 1)), _x((1, 2, 3, 5, 5))),
+    Sample("conv_transpose1d", ("aten.conv_transpose1d",),
+           lambda: nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1), _x(SEQ)),
+    Sample("conv_transpose2d", ("aten.conv_transpose2d.input",),
+           lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), _x((2, 3, 5, 5))),
+    Sample("conv_transpose3d", ("aten.conv_transpose3d",),
+           lambda: nn.ConvTranspose3d(2, 3, 2, stride=2), _x((1, 2, 2, 3, 3))),
+    Sample("convolution", ("aten.convolution",),
+           _fn(lambda m, x: aten.convolution(x, m.w, m.b, [1, 1], [1, 1], [1, 1], False, [0, 0], 1),
+               w=_param(4, 3, 3, 3), b=_param(4)),
+           _x(IMG), note="called directly: nn layers export as conv1d/conv2d/conv3d"),
+    # ---- normalisation --------------------------------------------------------------------------
+    Sample("batchnorm1d_nc", ("aten._native_batch_norm_legit_no_training",), lambda: nn.BatchNorm1d(5), _x((4, 5))),
+    Sample("batchnorm1d_ncl", ("aten._native_batch_norm_legit_no_training",), lambda: nn.BatchNorm1d(3), _x(SEQ)),
+    Sample("batchnorm2d", ("aten._native_batch_norm_legit_no_training",), lambda: nn.BatchNorm2d(3), _x(IMG)),
+    Sample("conv_batchnorm2d", ("aten.conv2d", "aten._native_batch_norm_legit_no_training"),
+           _seq(lambda: nn.Conv2d(3, 4, 3), lambda: nn.BatchNorm2d(4, affine=False)), _x(IMG)),
+    Sample("layernorm", ("aten.layer_norm",), lambda: nn.LayerNorm(6), _x((2, 3, 6))),
+    Sample("layernorm_no_affine", ("aten.layer_norm",),
+           lambda: nn.LayerNorm(6, elementwise_affine=False, eps=1e-3), _x((2, 3, 6))),
+    Sample("layernorm_2d_no_bias", ("aten.layer_norm",), lambda: nn.LayerNorm((3, 6), bias=False), _x((2, 3, 6))),
+    Sample("layernorm_channels_after_conv", ("aten.conv2d", "aten.permute", "aten.layer_norm"),
+           _fn(lambda m, x: m.ln(m.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+               conv=lambda: nn.Conv2d(3, 4, 3), ln=lambda: nn.LayerNorm(4)),
+           _x(IMG), note="the ConvNeXt pattern: permute to channels-last, norm, permute back"),
+    Sample("groupnorm", ("aten.group_norm",), lambda: nn.GroupNorm(2, 4), _x((2, 4, 5))),
+    Sample("groupnorm_after_conv", ("aten.conv2d", "aten.group_norm"),
+           _seq(lambda: nn.Conv2d(3, 6, 3), lambda: nn.GroupNorm(3, 6)), _x(IMG)),
+    Sample("rmsnorm", ("aten.rms_norm",), lambda: nn.RMSNorm(6, eps=1e-6), _x((2, 3, 6))),
+    Sample("rmsnorm_default_eps_no_affine", ("aten.rms_norm",),
+           lambda: nn.RMSNorm(6, elementwise_affine=False), _x((2, 3, 6))),
+    # ---- embedding ------------------------------------------------------------------------------
+    Sample("embedding", ("aten.embedding",), lambda: nn.Embedding(10, 4),
+           lambda: (torch.randint(0, 10, (2, 5)),)),
+    Sample("embedding_computed_table", ("aten.embedding",), _fn(lambda m, ids, table: F.embedding(ids, table * 2)),
+           lambda: (torch.randint(0, 10, (2, 5)), torch.randn(10, 4))),
+    # ---- activations ----------------------------------------------------------------------------
+    Sample("relu", ("aten.relu",), lambda: nn.ReLU(), _x((2, 3, 4))),
+    Sample("gelu", ("aten.gelu",), lambda: nn.GELU(), _x((2, 3, 4), scale=3.0)),
+    Sample("gelu_tanh", ("aten.gelu",), lambda: nn.GELU(approximate="tanh"), _x((2, 3, 4), scale=3.0)),
+    Sample("silu", ("aten.silu",), lambda: nn.SiLU(), _x((2, 3, 4), scale=3.0)),
+    Sample("sigmoid", ("aten.sigmoid",), lambda: nn.Sigmoid(), _x((2, 3, 4), scale=3.0)),
+    Sample("tanh", ("aten.tanh",), lambda: nn.Tanh(), _x((2, 3, 4), scale=3.0)),
+    Sample("leaky_relu", ("aten.leaky_relu",), lambda: nn.LeakyReLU(0.2), _x((2, 3, 4))),
+    Sample("hardswish", ("aten.hardswish",), lambda: nn.Hardswish(), _x((2, 3, 4), scale=4.0)),
+    Sample("hardsigmoid", ("aten.hardsigmoid",), lambda: nn.Hardsigmoid(), _x((2, 3, 4), scale=4.0)),
+    Sample("elu", ("aten.elu",), lambda: nn.ELU(alpha=0.5), _x((2, 3, 4), scale=3.0)),
+    Sample("softplus", ("aten.softplus",), lambda: nn.Softplus(beta=2.0, threshold=3.0), _x((2, 3, 4), scale=3.0)),
+    Sample("mish", ("aten.mish",), lambda: nn.Mish(), _x((2, 3, 4), scale=3.0)),
+    Sample("relu6_functional", ("aten.relu6",), _fn(lambda m, x: F.relu6(x)), _x((2, 3, 4), scale=5.0)),
+    Sample("relu6_module_hardtanh", ("aten.hardtanh",),
+           _seq(lambda: nn.ReLU6(), lambda: nn.Hardtanh(-0.5, 4.0)), _x((2, 3, 4), scale=5.0),
+           note="nn.ReLU6 exports as hardtanh(0, 6)"),
+    Sample("softmax", ("aten.softmax",), lambda: nn.Softmax(dim=-1), _x((2, 3, 4), scale=3.0)),
+    Sample("softmax_channels_after_conv", ("aten.conv2d", "aten.softmax"),
+           _seq(lambda: nn.Conv2d(3, 4, 3), lambda: nn.Softmax(dim=1)), _x(IMG)),
+    Sample("log_softmax", ("aten.log_softmax",), _fn(lambda m, x: F.log_softmax(x, dim=1)), _x((2, 3, 4), scale=3.0)),
+    Sample("softmax_aten", ("aten._softmax", "aten._log_softmax"),
+           _fn(lambda m, x: aten._softmax(x, 1, False) + aten._log_softmax(x, -1, False)), _x((2, 3, 4)),
+           note="the decomposed spellings, called directly"),
+    # ---- elementwise ----------------------------------------------------------------------------
+    Sample("arith_broadcast", ("aten.add", "aten.sub", "aten.mul", "aten.div", "aten.rsub"),
+           _fn(lambda m, x, y, z: ((x + y) * z - x / (z.abs() + 1)).sub(y, alpha=0.5).add(z, alpha=2.0)
+               + (1.0 - x) + torch.rsub(y, 2.0, alpha=3.0)),
+           _x((2, 3, 4), (3, 1), (4,))),
+    Sample("arith_conv_output_and_channel_param", ("aten.conv2d", "aten.mul", "aten.add", "aten.sub", "aten.div"),
+           _fn(lambda m, x: (m.conv(x) * m.scale + m.shift) / 2.0 - 0.5 + m.conv(x) * 3.0,
+               conv=lambda: nn.Conv2d(3, 4, 3), scale=_param(4, 1, 1), shift=_param(4, 1, 1)),
+           _x(IMG), note="a channels-last conv output against (C, 1, 1) parameters and scalars"),
+    Sample("arith_conv_output_and_input", ("aten.conv2d", "aten.add", "aten.mul"),
+           _fn(lambda m, x: m.conv(x) + x[:, :1] * m.w, conv=lambda: nn.Conv2d(3, 4, 3, padding=1), w=_param(8)),
+           _x(IMG), note="a layout-permuted value against a source-layout one"),
+    Sample("div_rounding", ("aten.div",),
+           _fn(lambda m, x, y: torch.div(x, y, rounding_mode="floor") + torch.div(x, 0.3, rounding_mode="trunc")),
+           lambda: (torch.randn(2, 3, 4) * 5, torch.rand(2, 3, 4) + 0.5)),
+    Sample("pow", ("aten.pow",),
+           _fn(lambda m, x, y: x.pow(3) + x.pow(2) + torch.pow(2.0, x) + x.abs().pow(y)), _x((2, 3, 4), (2, 3, 4))),
+    Sample("maximum_minimum", ("aten.maximum", "aten.minimum"),
+           _fn(lambda m, x, y: torch.maximum(x, y) * torch.minimum(x, m.c), c=lambda: torch.randn(4)),
+           _x((2, 3, 4), (2, 3, 4))),
+    Sample("unary_math", ("aten.exp", "aten.log", "aten.sqrt", "aten.rsqrt", "aten.reciprocal", "aten.sin",
+                          "aten.cos", "aten.erf", "aten.log1p", "aten.expm1", "aten.neg", "aten.abs",
+                          "aten.square"),
+           _fn(lambda m, x: torch.stack([
+               x.exp(), (x.abs() + 0.1).log(), x.abs().sqrt(), (x.abs() + 0.1).rsqrt(), (x.abs() + 0.5).reciprocal(),
+               x.sin(), x.cos(), torch.erf(x), x.abs().log1p(), torch.expm1(x), -x, x.square()])),
+           _x((2, 3, 4))),
+    Sample("unary_rounding", ("aten.floor", "aten.ceil", "aten.round", "aten.trunc", "aten.sign"),
+           _fn(lambda m, x: torch.stack([x.floor(), x.ceil(), x.round(), torch.round(x, decimals=1), x.trunc(),
+                                         x.sign(), torch.round(m.halves + x.floor())]),
+               halves=lambda: torch.tensor([0.5, 1.5, 2.5, -0.5])),
+           _x((2, 3, 4), scale=3.0), note="round is half-to-even in both frameworks"),
+    Sample("clamp", ("aten.clamp", "aten.clamp_min", "aten.clamp_max"),
+           _fn(lambda m, x, lo: x.clamp(-0.5, 0.7) + x.clamp(min=0.1) + x.clamp_min(-0.2) + x.clamp_max(0.3)
+               + torch.clamp(x, min=lo, max=lo + 1.0)),
+           _x((2, 3, 4), (2, 3, 4))),
+    Sample("compare", ("aten.eq", "aten.ne", "aten.lt", "aten.le", "aten.gt", "aten.ge"),
+           _fn(lambda m, x, y: torch.stack([x == y, x != 0.5, x < y, x <= 0.0, x > y, x >= 0.1, x.round() == 1.0])),
+           _x((2, 3, 4), (2, 3, 4))),
+    Sample("logical", ("aten.logical_and", "aten.logical_or", "aten.logical_not", "aten.__and__", "aten.__or__",
+                       "aten.bitwise_and", "aten.bitwise_or"),
+           _fn(lambda m, x, y: torch.stack([
+               torch.logical_and(x > 0, y > 0), torch.logical_or(x > 0, y > 1), torch.logical_not(x > 0),
+               (x > 0) & (y < 0), (x > 1) | (y < 0), torch.bitwise_and(x > 0, y > 0), torch.bitwise_or(x > 0, y > 0)])),
+           _x((2, 3, 4), (2, 3, 4))),
+    Sample("bitwise_ints", ("aten.bitwise_and", "aten.bitwise_or", "aten.__and__", "aten.__or__"),
+           _fn(lambda m, a, b: torch.stack([a & b, a | b, torch.bitwise_and(a, 6), torch.bitwise_or(a, 8)])),
+           lambda: (torch.randint(0, 16, (2, 5)), torch.randint(0, 16, (2, 5))),
+           note="on integers these are bitwise, not logical"),
+    Sample("where_masked_fill", ("aten.where.self", "aten.where.ScalarOther", "aten.where.ScalarSelf",
+                                 "aten.where.Scalar", "aten.masked_fill"),
+           _fn(lambda m, x, y: torch.stack([
+               torch.where(x > 0, x, y), torch.where(x > 0, x, 0.0), torch.where(x > 0, 1.0, y),
+               torch.where(y > 0, 2.0, -1.0), x.masked_fill(y > 0, -3.0), x.masked_fill(y < 0, torch.tensor(0.5))])),
+           _x((2, 3, 4), (2, 3, 4))),
+    Sample("where_after_conv", ("aten.conv2d", "aten.where.self", "aten.gt"),
+           _fn(lambda m, x: torch.where(m.conv(x) > m.t, m.conv(x), m.t * 2),
+               conv=lambda: nn.Conv2d(3, 4, 3), t=_param(4, 1, 1)),
+           _x(IMG)),
+    Sample("isnan", ("aten.isnan", "aten.log", "aten.where.ScalarSelf"),
+           _fn(lambda m, x: torch.stack([torch.isnan(torch.log(x)).float(), torch.where(torch.isnan(x.log()), 0.0, x),
+                                         x.log()])),
+           _x((2, 3, 4)), note="the last output holds NaNs: the masks must agree"),
+    Sample("casts", ("aten._to_copy", "aten.type_as"),
+           _fn(lambda m, x, i: (x.to(torch.int64), (x > 0).float() + i.float(), x.double() * 2, (x * 3).int(),
+                                i.type_as(x) + x, (x * 3).to(torch.int32).to(torch.float32))),
+           lambda: (torch.randn(2, 3, 4) * 3, torch.randint(-5, 5, (2, 3, 4)))),
+    Sample("integer_arithmetic", ("aten.mul", "aten.add", "aten.div", "aten.sub", "aten.neg", "aten.abs",
+                                  "aten.where.ScalarOther", "aten.masked_fill", "aten.clamp", "aten.pow"),
+           _fn(lambda m, i, j, x: (i * 2, i + 1, i / 2, i / j, torch.div(i, 3, rounding_mode="floor"),
+                                   torch.div(i, j, rounding_mode="trunc"), i * 2.5, -i, i.abs(), i - j, i * x, i + x,
+                                   torch.where(i > 0, i, 0.5), torch.where(i > 0, i, j), i.masked_fill(i > 0, 7),
+                                   i.clamp(-2, 3), i.pow(2), i.pow(3), i.clamp(min=j))),
+           lambda: (torch.randint(-9, 9, (2, 5)), torch.randint(1, 4, (2, 5)), torch.randn(2, 5)),
+           note="torch's type promotion: int / int is float32, int op float32 is float32"),
+    Sample("copies", ("aten.clone", "aten.detach", "aten.alias", "aten.native_dropout"),
+           _fn(lambda m, x: x.clone() + x.detach() + aten.alias(x) + aten.native_dropout(x, 0.5, False)[0]),
+           _x((2, 3, 4)), note="native_dropout with train=False is what direct aten calls produce"),
+    # ---- pooling --------------------------------------------------------------------------------
+    Sample("max_pool2d", ("aten.max_pool2d",), lambda: nn.MaxPool2d(2), _x(IMG)),
+    Sample("max_pool2d_padding", ("aten.max_pool2d",), lambda: nn.MaxPool2d(3, stride=2, padding=1), _x(IMG)),
+    Sample("max_pool2d_ceil", ("aten.max_pool2d",), lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True),
+           _x((2, 3, 8, 7))),
+    Sample("max_pool2d_ceil_padding", ("aten.max_pool2d",),
+           lambda: nn.MaxPool2d((3, 2), stride=2, padding=1, ceil_mode=True), _x((2, 3, 7, 8))),
+    Sample("max_pool2d_with_indices", ("aten.max_pool2d_with_indices",),
+           _fn(lambda m, x: F.max_pool2d(x, 2, return_indices=True)[0]), _x(IMG)),
+    Sample("max_pool1d", ("aten.max_pool1d", "aten.max_pool1d_with_indices"),
+           _fn(lambda m, x: (F.max_pool1d(x, 3, 2, 1), F.max_pool1d(x, 2, return_indices=True)[0])), _x(SEQ)),
+    Sample("max_pool3d", ("aten.max_pool3d", "aten.max_pool3d_with_indices"),
+           _fn(lambda m, x: (F.max_pool3d(x, 2), F.max_pool3d(x, 2, return_indices=True)[0])), _x((1, 2, 4, 4, 4))),
+    Sample("avg_pool2d", ("aten.avg_pool2d",), lambda: nn.AvgPool2d(2), _x(IMG)),
+    Sample("avg_pool2d_padding", ("aten.avg_pool2d",), lambda: nn.AvgPool2d(3, stride=2, padding=1), _x(IMG)),
+    Sample("avg_pool2d_exclude_pad", ("aten.avg_pool2d",),
+           lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), _x(IMG)),
+    Sample("avg_pool2d_ceil", ("aten.avg_pool2d",), lambda: nn.AvgPool2d(3, stride=2, ceil_mode=True),
+           _x((2, 3, 8, 7))),
+    Sample("avg_pool2d_ceil_padding_exclude", ("aten.avg_pool2d",),
+           lambda: nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), _x((2, 3, 8, 7))),
+    Sample("avg_pool2d_ceil_padding_include", ("aten.avg_pool2d",),
+           lambda: nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True), _x((2, 3, 8, 7))),
+    Sample("avg_pool1d", ("aten.avg_pool1d",),
+           _fn(lambda m, x: F.avg_pool1d(x, 3, 2, 1, count_include_pad=False)), _x(SEQ)),
+    Sample("avg_pool3d", ("aten.avg_pool3d",), lambda: nn.AvgPool3d(2), _x((1, 2, 4, 4, 4))),
+    Sample("adaptive_avg_pool2d_global", ("aten.adaptive_avg_pool2d",), lambda: nn.AdaptiveAvgPool2d(1), _x(IMG)),
+    Sample("adaptive_avg_pool2d_divisible", ("aten.adaptive_avg_pool2d",), lambda: nn.AdaptiveAvgPool2d(4), _x(IMG)),
+    Sample("adaptive_avg_pool2d_7_to_3", ("aten.adaptive_avg_pool2d",),
+           lambda: nn.AdaptiveAvgPool2d((3, None)), _x((2, 3, 7, 5))),
+    Sample("adaptive_avg_pool2d_uneven", ("aten.adaptive_avg_pool2d",),
+           lambda: nn.AdaptiveAvgPool2d((3, 2)), _x((2, 3, 7, 5))),
+    Sample("adaptive_avg_pool2d_aten", ("aten._adaptive_avg_pool2d",),
+           _fn(lambda m, x: aten._adaptive_avg_pool2d(x, [2, 2])), _x(IMG), note="the decomposed spelling"),
+    Sample("adaptive_avg_pool1d", ("aten.adaptive_avg_pool1d",), lambda: nn.AdaptiveAvgPool1d(5), _x(SEQ)),
+    Sample("adaptive_avg_pool3d", ("aten.adaptive_avg_pool3d",), lambda: nn.AdaptiveAvgPool3d(1), _x((1, 2, 4, 4, 4))),
+    Sample("adaptive_max_pool2d", ("aten.adaptive_max_pool2d",),
+           _fn(lambda m, x: (F.adaptive_max_pool2d(x, 1), F.adaptive_max_pool2d(x, (4, 2)))), _x(IMG)),
+    Sample("adaptive_max_pool1d", ("aten.adaptive_max_pool1d",), lambda: nn.AdaptiveMaxPool1d(5), _x(SEQ)),
+    Sample("adaptive_max_pool3d", ("aten.adaptive_max_pool3d",), lambda: nn.AdaptiveMaxPool3d(2), _x((1, 2, 4, 4, 4))),
+    # ---- reductions -----------------------------------------------------------------------------
+    Sample("reductions", ("aten.mean", "aten.sum", "aten.amax", "aten.amin", "aten.prod"),
+           _fn(lambda m, x: (x.mean(1), x.mean((0, 2), keepdim=True), x.sum(-1), x.sum(1, keepdim=True), x.sum(),
+                             x.mean(), x.amax(1), x.amax((1, 2), keepdim=True), x.amin(-1), x.amin(0, keepdim=True),
+                             x.prod(1), x.prod())),
+           _x((2, 3, 4))),
+    Sample("reductions_of_masks", ("aten.sum", "aten.cumsum", "aten.mean"),
+           _fn(lambda m, x: ((x > 0).sum(-1), (x > 0).sum(), (x > 0).cumsum(1), (x > 0).float().mean(1))),
+           _x((2, 3, 4)), note="torch sums booleans into int64"),
+    Sample("reductions_after_conv", ("aten.conv2d", "aten.mean", "aten.sum", "aten.amax", "aten.amin"),
+           _fn(lambda m, x: (m.conv(x).mean((2, 3)), m.conv(x).mean((-1, -2), keepdim=True), m.conv(x).sum(1),
+                             m.conv(x).amax(3), m.conv(x).amin((1, 2), keepdim=True), m.conv(x).sum(2, keepdim=True)),
+               conv=lambda: nn.Conv2d(3, 4, 3)),
+           _x(IMG), note="reduced axes pass through the channels-last layout"),
+    Sample("var_std", ("aten.var", "aten.std"),
+           _fn(lambda m, x: (x.var(1), x.var(-1, keepdim=True), x.std(1, unbiased=False), x.std(),
+                             torch.var(x, (0, 2), correction=0), torch.std(x, 2, correction=2, keepdim=True))),
+           _x((2, 3, 4))),
+    Sample("var_std_after_conv", ("aten.conv2d", "aten.var", "aten.std"),
+           _fn(lambda m, x: (m.conv(x).var((2, 3)), m.conv(x).std(1, keepdim=True)), conv=lambda: nn.Conv2d(3, 4, 3)),
+           _x(IMG)),
+    # ---- shapes ---------------------------------------------------------------------------------
+    Sample("view_reshape_flatten", ("aten.view",),
+           _fn(lambda m, x: x.reshape(2, -1).view(2, 4, 3).flatten(1).unflatten(1, (6, 2)).view_as(torch.zeros(2, 12))),
+           _x((2, 3, 4))),
+    Sample("flatten_after_conv", ("aten.conv2d", "aten.view", "aten.linear"),
+           _seq(lambda: nn.Conv2d(3, 4, 3), lambda: nn.Flatten(), lambda: nn.Linear(144, 5)), _x(IMG),
+           note="flatten must read the conv output in NCHW order"),
+    Sample("unsafe_view", ("aten._unsafe_view",), _fn(lambda m, x: aten._unsafe_view(x * 2, [2, 12])), _x((2, 3, 4))),
+    Sample("squeeze_unsqueeze", ("aten.squeeze", "aten.unsqueeze"),
+           _fn(lambda m, x: x.unsqueeze(1).unsqueeze(-1).squeeze(1) + x[:, :1].squeeze(1)[:, None, :, None]),
+           _x((2, 3, 4))),
+    Sample("permute_transpose_t", ("aten.permute", "aten.transpose.int", "aten.t"),
+           _fn(lambda m, x, y: (x.permute(2, 0, 1) * 2, x.transpose(0, 2).transpose(1, 2), y.t() + 1)),
+           _x((2, 3, 4), (3, 5))),
+    Sample("permute_after_conv", ("aten.conv2d", "aten.permute", "aten.view"),
+           _fn(lambda m, x: m.conv(x).permute(0, 2, 3, 1).reshape(2, -1, 4), conv=lambda: nn.Conv2d(3, 4, 3)),
+           _x(IMG)),
+    Sample("cat_concat_stack", ("aten.cat", "aten.concat", "aten.stack"),
+           _fn(lambda m, x, y: (torch.cat([x, y], 1), torch.concat([x, m.c.expand(2, 1, 4)], dim=1),
+                                torch.stack([x, x * 2], -1), torch.stack([x, x], 0)),
+               c=lambda: torch.randn(1, 1, 4)),
+           _x((2, 3, 4), (2, 2, 4))),
+    Sample("cat_after_conv", ("aten.conv2d", "aten.cat"),
+           _fn(lambda m, x: torch.cat([m.a(x), m.b(x), m.c], 1),
+               a=lambda: nn.Conv2d(3, 4, 3, padding=1), b=lambda: nn.Conv2d(3, 2, 1),
+               c=lambda: torch.randn(2, 1, 8, 8)),
+           _x(IMG), note="channel concat of channels-last values and a constant"),
+    Sample("split_chunk_unbind", ("aten.split", "aten.split_with_sizes", "aten.unbind"),
+           _fn(lambda m, x: (*torch.split(x, 3, dim=2), *torch.split(x, [1, 2], dim=1), *torch.chunk(x, 2, dim=0),
+                             *torch.unbind(x, 1))),
+           _x((2, 3, 5)), note="chunk exports as split"),
+    Sample("split_after_conv", ("aten.conv2d", "aten.split"),
+           _fn(lambda m, x: torch.chunk(m.conv(x), 2, 1)[1] * 2, conv=lambda: nn.Conv2d(3, 4, 3)), _x(IMG)),
+    Sample("slice_select", ("aten.slice.Tensor", "aten.select.int"),
+           _fn(lambda m, x: (x[:, 1:], x[..., ::2], x[:, -2:, 1:3], x[:, 1], x[-1], x[:, :, -1], x[:, ::2, 1::2],
+                             torch.narrow(x, 2, 1, 2), torch.tensor_split(x, 3, dim=2)[2])),
+           _x((2, 4, 5)), note="narrow and tensor_split export as slice"),
+    Sample("slice_after_conv", ("aten.conv2d", "aten.slice.Tensor", "aten.select.int"),
+           _fn(lambda m, x: (m.conv(x)[:, 1:3], m.conv(x)[:, ::2, 1:], m.conv(x)[:, 2]),
+               conv=lambda: nn.Conv2d(3, 4, 3)),
+           _x(IMG)),
+    Sample("index_tensor", ("aten.index.Tensor",),
+           _fn(lambda m, x, i: (x[:, torch.tensor([0, 2, -1])], x[i], x[:, :, m.idx]),
+               idx=lambda: torch.tensor([[4, 0], [1, 1]])),
+           lambda: (torch.randn(3, 4, 5), torch.tensor([2, 0, 1, 0]))),
+    Sample("index_select_gather", ("aten.index_select", "aten.gather"),
+           _fn(lambda m, x, i: (torch.index_select(x, 1, torch.tensor([3, 0, 0])), torch.gather(x, 2, i),
+                                torch.gather(x, 1, i[:, :2, :2]))),
+           lambda: (torch.randn(2, 4, 5), torch.randint(0, 4, (2, 4, 3))),
+           note="gather's index may be smaller than the input in the other dimensions"),
+    Sample("expand_repeat", ("aten.expand", "aten.repeat", "aten.repeat_interleave.self_int",
+                             "aten.repeat_interleave.self_Tensor"),
+           _fn(lambda m, x: (x[:, :1].expand(2, 4, 3), x.expand(3, 2, 1, 3), x.repeat(1, 2, 2), x.repeat(2, 1, 1, 1),
+                             x.repeat_interleave(2, dim=1),
+                             torch.repeat_interleave(x, torch.tensor([1, 0, 2]), dim=2, output_size=3))),
+           _x((2, 1, 3)), note="tensor repeats need output_size, or the exported length is data-dependent"),
+    Sample("pad", ("aten.pad",),
+           _fn(lambda m, x: (F.pad(x, (1, 2)), F.pad(x, (1, 0, 0, 2), value=-1.0), F.pad(x, (2, 1), mode="reflect"),
+                             F.pad(x, (2, 3), mode="replicate"), F.pad(x, (1, 2), mode="circular"))),
+           _x((2, 3, 5))),
+    Sample("pad_2d_after_conv", ("aten.conv2d", "aten.pad"),
+           _fn(lambda m, x: (F.pad(m.conv(x), (1, 2, 0, 1)), F.pad(m.conv(x), (1, 1, 2, 0), mode="reflect"),
+                             nn.functional.pad(m.conv(x), (0, 0, 1, 1), mode="replicate")),
+               conv=lambda: nn.Conv2d(3, 4, 3)),
+           _x(IMG)),
+    Sample("conv2d_padding_modes", ("aten.pad", "aten.conv2d"),
+           _seq(lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
+                lambda: nn.Conv2d(4, 4, 3, padding=(2, 1), padding_mode="reflect")), _x(IMG)),
+    Sample("constant_pad_nd", ("aten.constant_pad_nd",),
+           _fn(lambda m, x: aten.constant_pad_nd(x, [1, 2, 0, 1], 0.5)), _x((2, 3, 5)),
+           note="called directly: F.pad exports as aten.pad"),
+    Sample("tril_triu_cumsum", ("aten.tril", "aten.triu", "aten.cumsum"),
+           _fn(lambda m, x: (x.tril(), torch.tril(x, -1), x.triu(1), torch.triu(x, -2), x.cumsum(1), x.cumsum(-1),
+                             torch.cumsum(x, 0))),
+           _x((2, 4, 5))),
+    # ---- attention ------------------------------------------------------------------------------
+    Sample("sdpa_causal", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
+           _x((2, 2, 5, 4), (2, 2, 5, 4), (2, 2, 5, 4))),
+    Sample("sdpa_causal_rectangular_scaled", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)),
+           _x((2, 2, 3, 4), (2, 2, 6, 4), (2, 2, 6, 4))),
+    Sample("sdpa_bool_mask", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v, mask: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)),
+           lambda: (torch.randn(2, 2, 5, 4), torch.randn(2, 2, 6, 4), torch.randn(2, 2, 6, 4),
+                    torch.rand(2, 1, 5, 6) > 0.3)),
+    Sample("sdpa_float_mask", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=m.bias),
+               bias=lambda: torch.randn(5, 6)),
+           _x((2, 2, 5, 4), (2, 2, 6, 4), (2, 2, 6, 4))),
+    Sample("sdpa_bool_mask_buffer", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=m.keep),
+               keep=lambda: torch.rand(5, 6) > 0.3),
+           _x((2, 2, 5, 4), (2, 2, 6, 4), (2, 2, 6, 4))),
+    Sample("sdpa_gqa", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)),
+           _x((2, 4, 5, 4), (2, 2, 5, 4), (2, 2, 5, 4))),
+    # ---- compositions: layouts carried through several ops ----------------------------------------
+    Sample("convnext_block",
+           ("aten.conv2d", "aten.permute", "aten.layer_norm", "aten.linear", "aten.gelu", "aten.add"),
+           _fn(lambda m, x: x + m.mlp(m.dw(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+               dw=lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4),
+               mlp=_seq(lambda: nn.LayerNorm(4), lambda: nn.Linear(4, 8), lambda: nn.GELU(), lambda: nn.Linear(8, 4))),
+           _x((2, 4, 6, 6))),
+    Sample("attention_block",
+           ("aten.linear", "aten.view", "aten.transpose.int", "aten.scaled_dot_product_attention"),
+           _fn(lambda m, x: m.o(F.scaled_dot_product_attention(
+               *(t.view(2, 5, 2, 4).transpose(1, 2) for t in m.qkv(x).split(8, dim=-1)), is_causal=True,
+           ).transpose(1, 2).reshape(2, 5, 8)),
+               qkv=lambda: nn.Linear(8, 24), o=lambda: nn.Linear(8, 8)),
+           _x((2, 5, 8)), note="head split and merge around attention"),
+]
