@@ -282,14 +282,11 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary sibling and rename, so an interrupted run leaves no partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    """Write through porttax's atomic output (temporary sibling, then rename); replaces `path`."""
+    from porttax.saving import atomic_output
+
+    with atomic_output(path, force=True) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _checkpoint_suffix(path: Path) -> str:

@@ -130,14 +130,11 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{name:10s} {arch.family}")
             print(f"{'':10s} presets: {', '.join(models.list_presets(name))}")
         return 0
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        from porttax.errors import OutputExistsError
+    from porttax.saving import atomic_output, check_output
 
-        raise OutputExistsError("output already exists", path=str(out), hint="pass --force to replace it")
+    out = check_output(args.output, args.force)
     if out.suffix == ".pt2":
         from porttax._frameworks import import_torch
-        from porttax.saving import atomic_output
 
         torch = import_torch()
         module = models.build_model(args.preset, seed=args.seed)

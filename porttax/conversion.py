@@ -119,7 +119,7 @@ def convert(
     if output is None:
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
-        runner = _keras_runner(model, src)
+        runner = _keras_runner(model)
         report = _parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
             _latency(src, runner, tax, progress)
@@ -143,7 +143,7 @@ def convert(
     return ConversionResult(target, final, model, log, report, tax, src)
 
 
-def _keras_runner(model: Any, src: Any) -> Any:
+def _keras_runner(model: Any) -> Any:
     from porttax.parity import KerasRunner
 
     return KerasRunner(model, compiled=True, name=model.name)

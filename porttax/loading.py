@@ -208,8 +208,9 @@ def _example_of(program: Any) -> tuple[Any, ...]:
         args, kwargs = example
         if not kwargs:
             return tuple(args)
+    user_inputs = {s.name for s in specs_from_program(program)}
     return tuple(_zeros_like_meta(node) for node in program.graph.nodes
-                 if node.op == "placeholder" and node.name in {s.name for s in specs_from_program(program)})
+                 if node.op == "placeholder" and node.name in user_inputs)
 
 
 def _zeros_like_meta(node: Any) -> Any:

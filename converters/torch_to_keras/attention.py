@@ -39,8 +39,7 @@ def sdpa(call: Call) -> Val:
     if call.has("attn_mask"):
         m = call.val("attn_mask")
         mask = call.ctx.torch_layout(m) if isinstance(m, Val) and m.live else const_to_numpy(m.const)
-        mask_is_bool = (m.const.dtype == __import__("torch").bool) if not m.live else "bool" in str(mask.dtype)
-        if mask_is_bool:
+        if "bool" in str(mask.dtype):  # a bool mask selects, a float mask adds
             scores = ops.where(mask, scores, neg)
         else:
             scores = ops.add(scores, mask)

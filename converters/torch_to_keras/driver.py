@@ -48,10 +48,10 @@ def _lookup(node: Any) -> Converter | None:
     return conv
 
 
-def _module_of(node: Any, root_type: str) -> tuple[str, str]:
+def _module_of(node: Any) -> tuple[str, str]:
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
-        return "", root_type
+        return "", "<top level>"
     path, type_ = list(stack.values())[-1]
     type_name = type_ if isinstance(type_, str) else f"{type_.__module__}.{type_.__qualname__}"
     return str(path), type_name
@@ -96,7 +96,6 @@ def convert_exported_program(
 
     ep = ep.run_decompositions({})  # functional ops only; composite ops such as linear stay whole
     graph = ep.graph
-    root_type = "model"
     log = MappingLog()
     ctx = Context(log)
 
@@ -133,7 +132,7 @@ def convert_exported_program(
             continue
         if _packet(node) in _NO_VALUE or _lookup(node) is not None:
             continue
-        path, type_name = _module_of(node, root_type)
+        path, type_name = _module_of(node)
         entry = missing.setdefault((str(node.target), path), {"op": str(node.target), "module": path,
                                                               "module_type": type_name, "count": 0})
         entry["count"] += 1
@@ -193,13 +192,15 @@ def convert_exported_program(
         inputs.append(kin)
         env[node] = live_val(kin, shape)
 
-    work = [n for n in nodes if n.op == "call_function"]
+    total = sum(1 for n in nodes if n.op == "call_function")
+    done = 0
     outputs: list[Any] = []
-    for i, node in enumerate(nodes):
+    for node in nodes:
         if node.op == "call_function":
+            done += 1
             if progress is not None:
-                progress(work.index(node) + 1, len(work), str(node.target))
-            path, type_name = _module_of(node, root_type)
+                progress(done, total, str(node.target))
+            path, type_name = _module_of(node)
             record = log.layer(path, type_name)
             record.ops.append(_op_label(node))
             if node.target is operator.getitem:
