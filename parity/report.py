@@ -18,6 +18,10 @@ import numpy as np
 from porttax.parity.metrics import OutputMetrics
 from porttax.parity.profiles import Profile
 
+# Bump the major part when a field changes meaning or disappears; the minor part when fields are added.
+# docs/parity-report.md documents every field of this version.
+SCHEMA_VERSION = "1.0"
+
 
 @dataclass
 class OutputResult:
@@ -41,14 +45,91 @@ class CaseResult:
     outputs: list[OutputResult]
     seed: int | None = None
     reason: str = ""
+    sizes: dict[str, int] = field(default_factory=dict)  # concrete sizes of symbolic dims in this case
 
     @property
     def passed(self) -> bool:
         return not self.reason and all(o.passed for o in self.outputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "seed": self.seed, "passed": self.passed, "reason": self.reason,
-                "outputs": [o.to_dict() for o in self.outputs]}
+        return {"label": self.label, "seed": self.seed, "sizes": dict(self.sizes), "passed": self.passed,
+                "reason": self.reason, "outputs": [o.to_dict() for o in self.outputs]}
+
+
+@dataclass
+class LayerResult:
+    """Drift at one matched layer: the source layer's output against the converted layer's output.
+
+    `drift` is accumulated drift (what this layer's output differs by, given everything before it);
+    `passed` judges it against the report's tolerance. `index` is execution order on the source side.
+    """
+
+    name: str  # source-side name (module path, or Keras layer name in the Keras → torch direction)
+    target: str  # converted-side name it was matched with
+    index: int
+    metrics: OutputMetrics
+    passed: bool
+    reason: str = ""
+    output: int = 0  # which output of a multi-output layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "index": self.index, "output": self.output,
+                "passed": self.passed, "reason": self.reason, "metrics": self.metrics.to_dict()}
+
+
+@dataclass
+class Localization:
+    """Per-layer drift for one case, in execution order, and the first layer whose drift fails."""
+
+    case: str
+    layers: list[LayerResult]
+    first_divergent: str | None = None
+    unmatched: list[str] = field(default_factory=list)  # source layers with no counterpart
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.case, "first_divergent": self.first_divergent, "note": self.note,
+                "unmatched": list(self.unmatched), "layers": [lay.to_dict() for lay in self.layers]}
+
+
+@dataclass
+class GenerationResult:
+    """Greedy decoding on both sides from the same prompt: where the token streams part."""
+
+    steps: int
+    prompt_length: int
+    source_tokens: list[list[int]]  # per batch row, the generated ids
+    converted_tokens: list[list[int]]
+    first_divergent_step: int | None  # None when every step agreed
+
+    @property
+    def agreement(self) -> float:
+        pairs = [(a, b) for ra, rb in zip(self.source_tokens, self.converted_tokens) for a, b in zip(ra, rb)]
+        return sum(a == b for a, b in pairs) / len(pairs) if pairs else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.first_divergent_step is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "prompt_length": self.prompt_length, "agreement": self.agreement,
+                "first_divergent_step": self.first_divergent_step, "passed": self.passed,
+                "source_tokens": self.source_tokens, "converted_tokens": self.converted_tokens}
+
+
+@dataclass
+class BaselineResult:
+    """This run against an earlier report: an output whose drift grew by more than `margin` fails."""
+
+    path: str
+    margin: float  # allowed growth factor: new <= old * margin (plus a floor for near-zero drift)
+    passed: bool
+    regressions: list[str] = field(default_factory=list)  # "seed=0 / logits: rel_l2 1e-7 -> 5e-6"
+    compared: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "margin": self.margin, "passed": self.passed, "compared": self.compared,
+                "regressions": list(self.regressions)}
 
 
 @dataclass
@@ -59,6 +140,22 @@ class ParityReport:
     cases: list[CaseResult]
     passed: bool
     environment: dict[str, Any] = field(default_factory=dict)
+    source_device: str = "cpu"
+    converted_device: str = "cpu"
+    warnings: list[str] = field(default_factory=list)  # e.g. a precision mode nobody asked for
+    localization: Localization | None = None
+    generation: GenerationResult | None = None
+    baseline: BaselineResult | None = None
+    gate_stat: str = "rel_l2"  # the statistic the verdicts judged
+    model: str = ""  # a short label for the pair (used by JUnit/HTML titles)
+
+    @property
+    def cross_device(self) -> bool:
+        return self.source_device.split(":")[0] != self.converted_device.split(":")[0]
+
+    @property
+    def first_divergent(self) -> str | None:
+        return self.localization.first_divergent if self.localization else None
 
     @property
     def worst_rel_l2(self) -> float:
@@ -77,26 +174,46 @@ class ParityReport:
             if c.reason:
                 lines.append(f"{c.label}: {c.reason}")
             lines.extend(f"{c.label} / {o.name}: {o.reason}" for o in c.outputs if not o.passed)
+        if self.generation is not None and not self.generation.passed:
+            lines.append(f"generation: tokens diverge at step {self.generation.first_divergent_step} "
+                         f"(agreement {self.generation.agreement:.1%})")
+        if self.baseline is not None and not self.baseline.passed:
+            lines.extend(f"baseline: {r}" for r in self.baseline.regressions)
         return lines
 
     def summary_line(self) -> str:
         n_out = max((len(c.outputs) for c in self.cases), default=0)
         head = (f"{'PASS' if self.passed else 'FAIL'} [{self.profile.name}] {self.converted} vs {self.source}: "
                 f"{len(self.cases)} case(s), {n_out} output(s), worst rel_l2 {self.worst_rel_l2:.3g}")
+        if self.cross_device:
+            head += f" [cross-device: source on {self.source_device}, converted on {self.converted_device}]"
         fails = self.failures()
         if fails:
             head += f"; {len(fails)} failure(s), first: {fails[0]}"
+        if self.first_divergent:
+            head += f"; first diverging layer: {self.first_divergent}"
         return head
 
     def to_dict(self) -> dict[str, Any]:
         worst = self.worst_rel_l2
         return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
             "source": self.source,
             "converted": self.converted,
+            "source_device": self.source_device,
+            "converted_device": self.converted_device,
+            "cross_device": self.cross_device,
             "profile": self.profile.to_dict(),
+            "gate_stat": self.gate_stat,
             "passed": self.passed,
             "worst_rel_l2": worst if math.isfinite(worst) else str(worst),  # JSON has no inf/nan
+            "first_divergent": self.first_divergent,
+            "warnings": list(self.warnings),
             "cases": [c.to_dict() for c in self.cases],
+            "localization": self.localization.to_dict() if self.localization else None,
+            "generation": self.generation.to_dict() if self.generation else None,
+            "baseline": self.baseline.to_dict() if self.baseline else None,
             "environment": self.environment,
         }
 
