@@ -82,3 +82,32 @@ class Chain(Transform):
 
     def describe(self) -> str:
         return " then ".join(s.describe() for s in self.steps)
+
+
+@dataclass(frozen=True)
+class GateReorder(Transform):
+    """Permute the equal-sized gate blocks of a fused recurrent weight along `axis`.
+
+    Recurrent layers stack their gates' weights in one tensor, and frameworks disagree on the order:
+    torch's GRU stacks (reset, update, new) where Keras stacks (update, reset, candidate). Block `i`
+    of the result is block `order[i]` of the input, so `GateReorder((1, 0, 2))` turns r|z|n into
+    z|r|n. A wrong order still has the right shape, which is why it is a named, invertible step.
+    """
+
+    order: tuple[int, ...]
+    axis: int = 0
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        gates = len(self.order)
+        if sorted(self.order) != list(range(gates)):
+            raise ValueError(f"gate order {self.order} is not a permutation of 0..{gates - 1}")
+        if array.shape[self.axis] % gates:
+            raise ValueError(f"axis {self.axis} of shape {tuple(array.shape)} does not split into {gates} gates")
+        blocks = np.split(array, gates, axis=self.axis)
+        return np.ascontiguousarray(np.concatenate([blocks[i] for i in self.order], axis=self.axis))
+
+    def inverse(self) -> Transform:
+        return GateReorder(tuple(int(i) for i in np.argsort(self.order)), self.axis)
+
+    def describe(self) -> str:
+        return f"gate_reorder{self.order} on axis {self.axis}"

@@ -9,6 +9,7 @@ from porttax.converters.torch_to_keras import (  # noqa: F401  (registration sid
     linear,
     norm,
     pooling,
+    recurrent,
     reduction,
     shape,
 )

@@ -132,9 +132,11 @@ class Context:
             self.log.reshapes_for_layout += 1
         else:
             out = self.ops.transpose(val.tensor, move)
-            # porttax's own layout moves are always to or from channels-last; any other permutation
-            # is one the source model computes (q/k/v head splits, for instance).
-            ours = channels_last(rank) in (src, dst) and not val.perm_from_source
+            # porttax's own layout moves are to or from channels-last, or between time-major and
+            # batch-major around recurrent layers; any other permutation is one the source model
+            # computes (q/k/v head splits, for instance).
+            layouts = (channels_last(rank),) + (((1, 0, 2),) if rank == 3 else ())
+            ours = any(p in (src, dst) for p in layouts) and not val.perm_from_source
             if ours:
                 self.log.transposes_inserted += 1
             else:
