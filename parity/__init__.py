@@ -7,78 +7,44 @@ package imports no framework; runners import theirs on first use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from typing import Any
 
-import numpy as np
-
-from porttax.errors import InputError
+from porttax.parity.check import Tolerance, check_parity, compare_baseline, expand_sizes
 from porttax.parity.inputs import load_npz_cases, make_inputs
 from porttax.parity.metrics import OutputMetrics, compare
 from porttax.parity.profiles import PROFILES, Profile, get_profile, verdict
-from porttax.parity.report import CaseResult, OutputResult, ParityReport, environment
+from porttax.parity.report import (
+    SCHEMA_VERSION, BaselineResult, CaseResult, GenerationResult, LayerResult, Localization, OutputResult,
+    ParityReport, environment,
+)
 from porttax.parity.runners import KerasRunner, Runner, SavedModelRunner, TorchRunner
-from porttax.types import TensorSpec
 
 __all__ = [
-    "CaseResult", "KerasRunner", "OutputMetrics", "OutputResult", "PROFILES", "ParityReport", "Profile",
-    "Runner", "SavedModelRunner", "TorchRunner", "assert_parity", "check_parity", "compare", "environment",
-    "get_profile", "load_npz_cases", "make_inputs", "verdict",
+    "SCHEMA_VERSION", "BaselineResult", "CaseResult", "GenerationResult", "KerasRunner", "LayerResult",
+    "Localization", "OutputMetrics", "OutputResult", "PROFILES", "ParityReport", "Profile", "Runner",
+    "SavedModelRunner", "Tolerance", "TorchRunner", "assert_parity", "check_parity", "compare",
+    "compare_baseline", "environment", "expand_sizes", "get_profile", "load_npz_cases", "make_inputs", "verdict",
 ]
 
 
-def check_parity(
-    source: Runner,
-    converted: Runner,
-    specs: Sequence[TensorSpec],
-    *,
-    seeds: Sequence[int] = (0, 1, 2),
-    profile: str | Profile = "fp32",
-    cases: Sequence[Mapping[str, np.ndarray]] | None = None,
-    sizes: dict[str, int] | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    topk: Sequence[int] = (1,),
-) -> ParityReport:
-    """Compare `converted` against `source` on every case; the report passes only if every output does.
+def assert_parity(report_or_source: Any, converted: Any = None, *args: Any, **kwargs: Any) -> ParityReport:
+    """Gate a project's own pytest suite on parity.
 
-    Inputs are generated from `specs` for each seed (symbolic dims from `sizes`), or, when `cases` is
-    given, are exactly those cases (labelled case0, case1, ...) and `seeds` is ignored. Output names come
-    from the source runner when it knows them. A different number of outputs fails the case; the outputs
-    both sides have are still compared so the report shows how far they got.
+    `assert_parity(report)` checks a report; `assert_parity(source, converted, ...)` runs check_parity
+    with the same arguments first (runners, or anything `porttax.parity.open_runner` opens: a module,
+    `.pt2`, `.keras`, SavedModel dir, `.onnx`). The AssertionError carries the summary, every failure
+    and the first diverging layer, so a red test says where to look.
     """
-    prof = get_profile(profile)
-    if cases is not None:
-        labelled = [(f"case{i}", None, dict(c)) for i, c in enumerate(cases)]
+    if isinstance(report_or_source, ParityReport):
+        report = report_or_source
     else:
-        labelled = [(f"seed={s}", s, make_inputs(specs, s, sizes)) for s in seeds]
-    if not labelled:
-        raise InputError("check_parity needs at least one seed or case")
-    results: list[CaseResult] = []
-    for label, seed, inputs in labelled:
-        expected = source.run(inputs)
-        actual = converted.run(inputs)
-        names = list(source.output_names or converted.output_names or [])
-        names += [f"output_{i}" for i in range(len(names), max(len(expected), len(actual)))]
-        reason = ""
-        if len(expected) != len(actual):
-            reason = f"source gave {len(expected)} output(s), converted gave {len(actual)}"
-        outputs = []
-        for name, a, e in zip(names, actual, expected):
-            m = compare(a, e, topk=topk)
-            ok, why = verdict(m, prof, atol=atol, rtol=rtol)
-            outputs.append(OutputResult(name, m, ok, why))
-        results.append(CaseResult(label, outputs, seed=seed, reason=reason))
-    return ParityReport(
-        source=source.describe(),
-        converted=converted.describe(),
-        profile=prof,
-        cases=results,
-        passed=all(c.passed for c in results),
-        environment=environment(),
-    )
+        from porttax.parity.open import open_pair
 
-
-def assert_parity(report: ParityReport) -> None:
-    """Raise AssertionError with the summary and every failure, for use in pytest."""
+        src, conv = open_pair(report_or_source, converted)
+        report = check_parity(src, conv, *args, **kwargs)
     if not report.passed:
-        raise AssertionError("\n".join([report.summary_line(), *report.failures()]))
+        lines = [report.summary_line(), *report.failures()]
+        if report.localization is not None:
+            lines.append(report.localization.note)
+        raise AssertionError("\n".join(lines))
+    return report

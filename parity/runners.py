@@ -50,6 +50,19 @@ class Runner(ABC):
     def describe(self) -> str:
         return f"{self.framework}:{self.name}"
 
+    @property
+    def device_label(self) -> str:
+        """Where the model runs ("cpu", "cuda:0"), as reports print it."""
+        return "cpu"
+
+    def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Every module output the runner can expose, keyed by tap (see parity.taps), in the source layout.
+
+        None when this model carries no layer map (it was not written by porttax), so a caller can say
+        why localisation is unavailable instead of guessing.
+        """
+        return None
+
 
 def check_names(inputs: Mapping[str, Any], names: Sequence[str], runner: str = "model") -> None:
     missing = [n for n in names if n not in inputs]
@@ -150,6 +163,7 @@ class TorchRunner(Runner):
     ) -> None:
         torch = import_torch()
         obj = module_or_exported_program
+        self.program = obj if isinstance(obj, torch.export.ExportedProgram) else None
         if isinstance(obj, torch.export.ExportedProgram):
             self.module = obj.module()
         elif isinstance(obj, torch.nn.Module):
@@ -158,6 +172,8 @@ class TorchRunner(Runner):
             raise InputError(f"TorchRunner needs an nn.Module or ExportedProgram, got {type(obj).__name__}")
         self.name = name or type(obj).__name__
         self.device = device
+        if device:
+            self.module = self.module.to(device)
         self.input_names = [input_names] if isinstance(input_names, str) else list(input_names)
         self.specs = _order_specs(self.input_names, specs, self.describe())
 
@@ -173,6 +189,23 @@ class TorchRunner(Runner):
         _flatten_torch(out, "output_0" if isinstance(out, torch.Tensor) else "", names, arrays)
         self.output_names = names
         return arrays
+
+    def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Module outputs from the exported graph, run node by node (a module is exported first)."""
+        from porttax.parity.taps import capture_torch
+
+        torch = import_torch()
+        check_names(inputs, self.input_names, self.describe())
+        args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names)
+        program = self.program
+        if program is None:
+            program = torch.export.export(self.module, args)
+        values, _ = capture_torch(program, list(args))
+        return values
+
+    @property
+    def device_label(self) -> str:
+        return str(self.device or "cpu")
 
 
 def _order_specs(names: list[str], specs: Sequence[TensorSpec] | None, runner: str) -> list[TensorSpec] | None:
@@ -224,14 +257,21 @@ class KerasRunner(Runner):
         *,
         compiled: bool = False,
         name: str | None = None,
+        layer_map: Any = None,
     ) -> None:
+        from porttax.parity.taps import read_keras_file
+
         keras = import_keras()
+        self.layer_map = layer_map
         if isinstance(model_or_path, (str, Path)):
             self.model = load_keras_model(model_or_path)
             self.name = name or Path(model_or_path).name
+            if self.layer_map is None:
+                self.layer_map = read_keras_file(model_or_path)
         else:
             self.model = model_or_path
             self.name = name or getattr(model_or_path, "name", type(model_or_path).__name__)
+        self._tap_model: Any = None
         self._structure, self.input_names, self.specs = self._signature(input_names)
         self._call = self._plain_call
         if compiled and keras.config.backend() == "tensorflow":
@@ -284,6 +324,37 @@ class KerasRunner(Runner):
         self.output_names = names
         return [keras.ops.convert_to_numpy(v) for v in values]
 
+    def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Tap outputs through a second functional model sharing this one's layers (no copy of weights)."""
+        from porttax.parity.taps import to_source_layout
+
+        if self.layer_map is None:
+            return None
+        keras = import_keras()
+        check_names(inputs, self.input_names, self.describe())
+        tensor_taps = [t for t in self.layer_map.taps if t.kind == "tensor"]
+        if self._tap_model is None and tensor_taps:
+            ops = {op.name: op for op in self.model.operations}
+            outputs = {}
+            for tap in tensor_taps:
+                op = ops.get(tap.operation)
+                if op is None or tap.node_index >= len(op._inbound_nodes):
+                    continue
+                outputs[tap.key] = op._inbound_nodes[tap.node_index].output_tensors[tap.tensor_index]
+            self._tap_model = keras.Model(self.model.inputs, outputs, name=f"{self.model.name}_taps")
+        values: dict[str, np.ndarray] = {}
+        if self._tap_model is not None:
+            args = [np.asarray(inputs[n]) for n in self.input_names]
+            if self._structure == "dict":
+                feed: Any = dict(zip(self._dict_keys, args))
+            else:
+                feed = args[0] if self._structure == "single" else args
+            raw = self._tap_model(feed, training=False)
+            perms = {t.key: t.perm for t in tensor_taps}
+            values = {k: to_source_layout(keras.ops.convert_to_numpy(v), perms[k]) for k, v in raw.items()}
+        values.update(self.layer_map.consts)
+        return values
+
 
 # --- TensorFlow SavedModel ---------------------------------------------------------------------------
 
@@ -315,8 +386,68 @@ class SavedModelRunner(Runner):
         self.input_names = list(kwargs)
         self.specs = [TensorSpec(n, _dims(s.shape.as_list(), n), s.dtype.name) for n, s in kwargs.items()]
         self.output_names = sorted(self._fn.structured_outputs, key=natural_key)
+        from porttax.parity.taps import SIGNATURE, read_savedmodel
+
+        self.layer_map = read_savedmodel(path) if SIGNATURE in self._loaded.signatures else None
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         tf = import_tf()
         out = self._fn(**{n: tf.constant(a) for n, a in inputs.items()})
         return [out[k].numpy() for k in self.output_names]
+
+    def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Tap outputs from the `porttax_layers` signature porttax writes beside `serving_default`."""
+        from porttax.parity.taps import SIGNATURE, to_source_layout
+
+        if self.layer_map is None:
+            return None
+        tf = import_tf()
+        check_names(inputs, self.input_names, self.describe())
+        raw = self._loaded.signatures[SIGNATURE](**{n: tf.constant(inputs[n]) for n in self.input_names})
+        values = {t.key: to_source_layout(raw[t.output].numpy(), t.perm)
+                  for t in self.layer_map.taps if t.kind == "tensor" and t.output in raw}
+        values.update(self.layer_map.consts)
+        return values
+
+
+# --- ONNX (onnxruntime) ------------------------------------------------------------------------------
+
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+               "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(bfloat16)": "bfloat16"}
+
+
+class OnnxRunner(Runner):
+    """An ONNX file on onnxruntime's CPU provider.
+
+    The session is created with `allow_spinning=0`: onnxruntime's worker threads otherwise spin between
+    runs and steal a core from whatever runs next (the other model, in a parity check or a benchmark).
+    External-data files must sit inside the model's folder.
+    """
+
+    framework: Framework = "onnx"
+
+    def __init__(self, path: str | Path, *, name: str | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("no such ONNX file", path=str(path))
+        from porttax.parity.onnx_safety import check_external_data
+
+        check_external_data(path)
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise InputError(f"onnxruntime cannot load the model: {exc}", path=str(path)) from exc
+        self.name = name or path.name
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.specs = [TensorSpec(i.name, _dims([d if isinstance(d, int) else None for d in i.shape], i.name),
+                                 _ONNX_TYPES.get(i.type, "float32")) for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self._session.run(self.output_names, inputs))

@@ -84,21 +84,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inputs", required=True, help=".npz keyed by input name")
     parser.add_argument("--outputs", required=True, help=".npz to write (output_0, output_1, ...)")
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="require this device (default: whatever the backend picks)")
+    parser.add_argument("--capture", metavar="NPZ", help="also write every tapped layer output here")
     args = parser.parse_args(argv)
 
     # Must precede the first keras import anywhere in this process.
     os.environ["KERAS_BACKEND"] = args.backend
     try:
-        info, outputs = _run_model(Path(args.model), Path(args.inputs), args.backend)
+        info, outputs, taps = _run_model(Path(args.model), Path(args.inputs), args.backend, args.device,
+                                         capture=bool(args.capture))
     except PorttaxError as exc:  # bad model or inputs: say so plainly, no framework traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _write_npz(Path(args.outputs), {f"output_{i}": o for i, o in enumerate(outputs)})
+    if args.capture and taps is not None:
+        _write_npz(Path(args.capture), {k.replace("/", "|"): v for k, v in taps.items()})
     print(json.dumps(info), flush=True)
     return 0
 
 
-def _run_model(model_path: Path, inputs_path: Path, backend: str) -> tuple[dict[str, Any], list[np.ndarray]]:
+def _run_model(
+    model_path: Path, inputs_path: Path, backend: str, device: str | None = None, capture: bool = False
+) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray] | None]:
     if not model_path.exists():  # before the framework imports: a typo should fail in a second, not ten
         raise InputError("no such model file or directory", path=str(model_path))
     cases = load_npz_cases(inputs_path)
@@ -119,31 +127,55 @@ def _run_model(model_path: Path, inputs_path: Path, backend: str) -> tuple[dict[
             runner = SavedModelRunner(model_path)
         else:
             runner = KerasRunner(model_path)
+        where = device_name(backend)
+        if device == "cuda" and where == "cpu":
+            raise InputError(f"--device cuda, but Keras on {backend} sees no GPU",
+                             hint="run on a machine with an NVIDIA GPU, or use --device cpu")
         outputs = runner.run(cases[0])
+        taps = runner.capture(cases[0]) if capture else None
         info = {
             _INFO_KEY: 1,
             "backend": backend,
             "keras_version": keras.__version__,
-            "device": device_name(backend),
+            "device": where,
             "precision": precision_modes(backend),
             "output_names": runner.output_names,
+            "captured": taps is not None,
         }
-    return info, outputs
+    return info, outputs, taps
+
+
+def worker_env(backend: str, device: str | None) -> dict[str, str]:
+    """The worker's environment: its Keras backend, and no GPU at all when it must run on the CPU."""
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ log lines out of the stderr tail we report
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["JAX_PLATFORMS"] = "cpu"
+    return env
 
 
 def run_in_worker(
-    model_path: str | Path, inputs: Mapping[str, np.ndarray], backend: str, timeout: float = 600
+    model_path: str | Path, inputs: Mapping[str, np.ndarray], backend: str, timeout: float = 600,
+    *, device: str | None = None, capture: bool = False,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Run the model in a fresh worker process on `backend`; return its outputs and its info line."""
+    """Run the model in a fresh worker process on `backend`; return its outputs and its info line.
+
+    With `capture`, the info gains "taps": every tapped layer output (see porttax.parity.taps).
+    """
     if backend not in BACKENDS:
         raise InputError(f"unknown Keras backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    env = dict(os.environ, KERAS_BACKEND=backend)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ log lines out of the stderr tail we report
+    env = worker_env(backend, device)
     with tempfile.TemporaryDirectory(prefix="porttax-worker-") as tmp:
         in_path, out_path = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        taps_path = Path(tmp) / "taps.npz"
         _write_npz(in_path, inputs)
         cmd = [sys.executable, "-m", "porttax.parity.worker", "--model", str(model_path),
                "--inputs", str(in_path), "--outputs", str(out_path), "--backend", backend]
+        if device:
+            cmd += ["--device", device]
+        if capture:
+            cmd += ["--capture", str(taps_path)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
@@ -156,6 +188,9 @@ def run_in_worker(
             raise WorkerError(f"{backend} worker on {model_path} wrote no result{_tail(proc.stderr)}")
         with np.load(out_path, allow_pickle=False) as data:
             outputs = [data[f"output_{i}"] for i in range(len(data.files))]
+        if capture and taps_path.is_file():
+            with np.load(taps_path, allow_pickle=False) as data:
+                info["taps"] = {k.replace("|", "/"): data[k] for k in data.files}
     info.pop(_INFO_KEY, None)
     return outputs, info
 
@@ -188,19 +223,29 @@ class WorkerRunner(Runner):
     framework: Framework = "keras"
 
     def __init__(self, model_path: str | Path, input_names: Sequence[str], backend: str, *,
-                 specs: Sequence[TensorSpec] | None = None, timeout: float = 600) -> None:
+                 specs: Sequence[TensorSpec] | None = None, timeout: float = 600, device: str | None = None) -> None:
         if backend not in BACKENDS:
             raise InputError(f"unknown Keras backend {backend!r}; valid: {', '.join(BACKENDS)}")
-        self.model_path, self.backend, self.timeout = Path(model_path), backend, timeout
-        self.name = f"{self.model_path.name}@{backend}"
+        self.model_path, self.backend, self.timeout, self.device = Path(model_path), backend, timeout, device
+        self.name = f"{self.model_path.name}@{backend}" + (f"/{device}" if device else "")
+        self.layer_map: Any = None
         self.input_names = list(input_names)
         self.specs = list(specs) if specs is not None else None
         self.info: dict[str, Any] = {}
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        outputs, self.info = run_in_worker(self.model_path, inputs, self.backend, self.timeout)
+        outputs, self.info = run_in_worker(self.model_path, inputs, self.backend, self.timeout, device=self.device)
         self.output_names = self.info.get("output_names")
         return outputs
+
+    def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        _, info = run_in_worker(self.model_path, dict(inputs), self.backend, self.timeout, device=self.device,
+                                capture=True)
+        return info.get("taps")
+
+    @property
+    def device_label(self) -> str:
+        return str(self.info.get("device", "cpu"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ keeps `import porttax` and `porttax --help` free of framework imports.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from functools import cache
 from types import ModuleType
@@ -17,6 +18,12 @@ from types import ModuleType
 
 def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA probing) drown porttax's own messages; a user who
+    wants them sets TF_CPP_MIN_LOG_LEVEL themselves."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @cache
@@ -52,6 +59,7 @@ def import_keras() -> ModuleType:
     """keras, after torch (when installed) so both frameworks can live in one process."""
     if _torch_installed():
         import_torch()
+    _quiet_tensorflow()
     import keras
 
     return keras
@@ -61,6 +69,7 @@ def import_keras() -> ModuleType:
 def import_tf() -> ModuleType:
     if _torch_installed():
         import_torch()
+    _quiet_tensorflow()
     import tensorflow as tf
 
     return tf

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from porttax import __version__
 from porttax.errors import PorttaxError
@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
+    _add_parity_parser(sub)
+
     m = sub.add_parser("models", help="bundled reference architectures and checkpoints")
     msub = m.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", help="list architectures and presets")
@@ -56,6 +58,53 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--force", action="store_true")
     return p
+
+
+def _add_parity_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "parity", help="check that two models compute the same function (CI gate and debugger)",
+        description="Run SOURCE and CONVERTED on the same inputs, compare every output in float64 and judge "
+        "it against a tolerance profile; name the first diverging layer when it fails. Either side may be "
+        ".pt2/.pt/.pth/.safetensors (PyTorch), .keras, a SavedModel directory or .onnx. "
+        "Exit 0 pass, 1 parity failure, 2 bad input.")
+    p.add_argument("source", help="the reference model")
+    p.add_argument("converted", help="the model under test")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--inputs", metavar="CASES.npz", help="user cases: input names, or caseN/<input> for several")
+    g.add_argument("--seeds", type=int, default=3, help="seeded cases per shape (default 3)")
+    g.add_argument("--shapes", action="append", metavar="DIM=N,N,...",
+                   help="sizes for a dynamic dim, e.g. seq=16,64,128; repeat for more dims (every combination runs)")
+    g.add_argument("--arch", help="architecture of a state_dict source (see `porttax models list`)")
+    g.add_argument("--config", help="JSON config for --arch")
+    g.add_argument("--trust-pickle", action="store_true", help="allow a pickled torch module (runs its code)")
+    g.add_argument("--input-shape", action="append", metavar="SHAPE", help="input shape of a source that has none")
+    g.add_argument("--input-dtype", action="append", metavar="DTYPE", help="input dtype, per input")
+    r = p.add_argument_group("where and how precisely")
+    r.add_argument("--device", choices=["cpu", "cuda", "all"], default="cpu",
+                   help="where the converted model runs; all = cpu, then cuda when present (default cpu)")
+    r.add_argument("--source-device", choices=["cpu", "cuda"], help="where the source runs (default: --device)")
+    r.add_argument("--backend", choices=["tensorflow", "torch", "jax"],
+                   help="Keras backend for a .keras model (other backends run in a worker process)")
+    r.add_argument("--profile", default="fp32", help="tolerance profile: fp32 (default), tf32, bf16, fp16")
+    r.add_argument("--stat", help="gating statistic: rel_l2 (default), max_abs, max_rel, mean_abs, median_abs")
+    r.add_argument("--atol", action="append", metavar="[OUTPUT=]V", help="absolute floor, for all or one output")
+    r.add_argument("--rtol", action="append", metavar="[OUTPUT=]V",
+                   help="threshold on the gating statistic, for all or one output")
+    r.add_argument("--topk", default="1,5", help="top-k agreement to report for logits (default 1,5)")
+    d = p.add_argument_group("debugging and gates")
+    loc = d.add_mutually_exclusive_group()
+    loc.add_argument("--localize", action="store_true", help="always report per-layer drift (default: on failure)")
+    loc.add_argument("--no-localize", action="store_true", help="never localise")
+    d.add_argument("--generate", type=int, default=0, metavar="N", help="also decode N tokens greedily (causal LMs)")
+    d.add_argument("--baseline", metavar="R.json", help="fail when drift grew beyond --baseline-margin since this report")
+    d.add_argument("--baseline-margin", type=float, default=2.0, help="allowed growth factor (default 2)")
+    o = p.add_argument_group("reports")
+    o.add_argument("--json", metavar="R.json", help="JSON report (documented in docs/parity-report.md)")
+    o.add_argument("--junit", metavar="R.xml", help="JUnit XML: one test case per model x case x output")
+    o.add_argument("--markdown", metavar="R.md", help="Markdown for a pull-request comment")
+    o.add_argument("--html", metavar="R.html", help="self-contained HTML with a per-layer drift plot")
+    o.add_argument("--name", help="label for this model in the reports (default: the converted file name)")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress or table; reports and exit code only")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _convert(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "parity":
+            return _parity(args)
     except PorttaxError as exc:
         print(f"porttax: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -119,6 +170,105 @@ def _convert(args: argparse.Namespace) -> int:
               "tolerance (output kept for inspection)", file=sys.stderr)
         return 1
     return 0
+
+
+def _per_output(values: list[str] | None, flag: str) -> tuple[float | None, dict[str, float]]:
+    """`--rtol 1e-4 --rtol logits=1e-3` → (1e-4, {"logits": 1e-3})."""
+    from porttax.errors import InputError
+
+    default, per = None, {}
+    for item in values or []:
+        name, _, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"{flag} {item!r}: expected a number or OUTPUT=number") from None
+        if name:
+            per[name] = number
+        else:
+            default = number
+    return default, per
+
+
+def _parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
+    from porttax.errors import InputError
+
+    shapes: dict[str, list[int]] = {}
+    for item in items or []:
+        name, sep, sizes = item.partition("=")
+        try:
+            values = [int(v) for v in sizes.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not sep or not name or not values or min(values) < 1:
+            raise InputError(f"--shapes {item!r}: expected DIM=N[,N...] with positive sizes, e.g. seq=16,64")
+        shapes[name.strip()] = values
+    return shapes
+
+
+def _parity(args: argparse.Namespace) -> int:
+    from porttax.errors import InputError
+    from porttax.loading import parse_shape
+    from porttax.parity import Tolerance, check_parity, expand_sizes, load_npz_cases
+    from porttax.parity.open import OpenOptions, cuda_available, open_runner
+    from porttax.parity.render import print_table, write_reports
+    from porttax.saving import atomic_output
+
+    atol, atols = _per_output(args.atol, "--atol")
+    rtol, rtols = _per_output(args.rtol, "--rtol")
+    tolerances = {n: Tolerance(atols.get(n), rtols.get(n)) for n in set(atols) | set(rtols)}
+    topk = tuple(int(k) for k in args.topk.split(",") if k.strip())
+    sizes = expand_sizes(_parse_shapes(args.shapes))
+    cases = load_npz_cases(args.inputs) if args.inputs else None
+    if cases is not None and args.shapes:
+        raise InputError("--inputs and --shapes do not mix: user cases carry their own shapes")
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if args.device == "all" and not cuda_available():
+        devices = ["cpu"]
+        if not args.quiet:
+            print("porttax: no CUDA device here; --device all checks the CPU only", file=sys.stderr)
+    common = dict(arch=args.arch, config=args.config, trust_pickle=args.trust_pickle,
+                  input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
+                  input_dtypes=args.input_dtype)
+    reports = []
+    for device in devices:
+        source = open_runner(args.source, OpenOptions(**common, device=args.source_device or device))
+        converted = open_runner(args.converted, OpenOptions(**common, device=device, backend=args.backend))
+
+        def progress(done: int, total: int, label: str, _device: str = device) -> None:
+            if not args.quiet and done < total:
+                print(f"porttax: [{_device}] case {done + 1}/{total}: {label}", file=sys.stderr, flush=True)
+
+        reports.append(check_parity(
+            source, converted, seeds=tuple(range(args.seeds)), profile=args.profile, cases=cases,
+            sizes=sizes, atol=atol, rtol=rtol, tolerances=tolerances, stat=args.stat, topk=topk,
+            localize=True if args.localize else (False if args.no_localize else None),
+            baseline=args.baseline, baseline_margin=args.baseline_margin, generate=args.generate,
+            model=args.name or Path(args.converted).name, progress=progress,
+        ))
+    if len(reports) == 1:
+        write_reports(reports[0], json_path=args.json, markdown_path=args.markdown, junit_path=args.junit,
+                      html_path=args.html)
+    else:  # one file per device for JSON/Markdown/HTML; JUnit holds every device as its own suite
+        for report, device in zip(reports, devices):
+            write_reports(report, json_path=_suffixed(args.json, device), markdown_path=_suffixed(args.markdown, device),
+                          html_path=_suffixed(args.html, device))
+        if args.junit:
+            from porttax.parity.render import to_junit
+
+            with atomic_output(args.junit, force=True) as tmp:
+                tmp.write_text(to_junit(reports))
+    if not args.quiet:
+        for report in reports:
+            print_table(report)
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def _suffixed(path: str | None, device: str) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}.{device}{p.suffix}"))
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def convert(
     still inspect the report (the CLI turns a failure into exit code 1).
     """
     from porttax._frameworks import import_keras, import_torch
-    from porttax.saving import atomic_output, check_output
+    from porttax.saving import atomic_output, check_output, write_keras, write_savedmodel
 
     progress = progress or QUIET
     target = infer_target(to, output)
@@ -119,7 +119,7 @@ def convert(
     if output is None:
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
-        runner = _keras_runner(model)
+        runner = _keras_runner(model, result.layer_map)
         report = _parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
             _latency(src, runner, tax, progress)
@@ -127,9 +127,9 @@ def convert(
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"writing {target} to {output}")
             if target == "keras":
-                model.save(tmp)
+                write_keras(model, tmp, result.layer_map)
             else:
-                model.export(str(tmp), format="tf_saved_model", verbose=False)
+                write_savedmodel(model, tmp, result.layer_map)
             tax.conversion_seconds = time.perf_counter() - t0
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
@@ -143,10 +143,10 @@ def convert(
     return ConversionResult(target, final, model, log, report, tax, src)
 
 
-def _keras_runner(model: Any) -> Any:
+def _keras_runner(model: Any, layer_map: Any) -> Any:
     from porttax.parity import KerasRunner
 
-    return KerasRunner(model, compiled=True, name=model.name)
+    return KerasRunner(model, compiled=True, name=model.name, layer_map=layer_map)
 
 
 def _artifact_runner(target: str, path: Path, src: Any) -> Any:

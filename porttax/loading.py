@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,21 +87,42 @@ def specs_from_program(program: Any) -> list[TensorSpec]:
             weight, ids = node.args[0], node.args[1]
             if getattr(ids, "name", None) in user and getattr(weight, "name", None) in params:
                 ranges[ids.name] = (0, int(program.state_dict[params[weight.name]].shape[0]))
+    placeholders = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in user]
+    dim_names = _symbolic_dim_names([(n.name, n.meta["val"].shape) for n in placeholders])
     specs = []
-    for node in program.graph.nodes:
-        if node.op == "placeholder" and node.name in user:
-            val = node.meta["val"]
-            dtype = str(val.dtype).replace("torch.", "")
-            specs.append(TensorSpec(node.name, tuple(int(d) for d in val.shape), dtype,
-                                    ranges.get(node.name, (0, 2) if not val.dtype.is_floating_point else None)))
+    for node in placeholders:
+        val = node.meta["val"]
+        dtype = str(val.dtype).replace("torch.", "")
+        shape = tuple(dim_names.get(str(d), 0) if not isinstance(d, int) else d for d in val.shape)
+        specs.append(TensorSpec(node.name, shape, dtype,
+                                ranges.get(node.name, (0, 2) if not val.dtype.is_floating_point else None)))
     return specs
+
+
+def _symbolic_dim_names(shapes: list[tuple[str, Any]]) -> dict[str, str]:
+    """Readable names for the symbols of a dynamic export (torch keeps s0, s27, not the user's Dim names).
+
+    A symbol first seen on axis 0 is "batch", on axis 1 "seq" (the sequence axis of token inputs);
+    any other is "<input>.<axis>". A name already taken falls back to "<input>.<axis>".
+    """
+    names: dict[str, str] = {}
+    for input_name, shape in shapes:
+        for axis, d in enumerate(shape):
+            if isinstance(d, int) or str(d) in names:
+                continue
+            name = {0: "batch", 1: "seq"}.get(axis, f"{input_name}.{axis}")
+            names[str(d)] = name if name not in names.values() else f"{input_name}.{axis}"
+    return names
 
 
 def export_module(module: Any, example: tuple[Any, ...], path: str | None = None) -> Any:
     torch = import_torch()
     module = module.eval()
     try:
-        return torch.export.export(module, tuple(example))
+        with warnings.catch_warnings():
+            # nn.RNN family re-assigns _flat_weights during export; torch warns, nothing is wrong.
+            warnings.filterwarnings("ignore", message=".*_flat_weights.*")
+            return torch.export.export(module, tuple(example))
     except Exception as exc:  # torch raises many types here; the message is what the user needs
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"torch.export could not capture the model: {first}", path=path,

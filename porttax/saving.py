@@ -62,3 +62,42 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink(missing_ok=True)
+
+
+def write_keras(model: object, path: Path, layer_map: object | None = None) -> None:
+    """`model.save` plus porttax's layer map inside the same zip, so localisation needs no sidecar file."""
+    model.save(path)  # type: ignore[attr-defined]
+    if layer_map is not None:
+        from porttax.parity.taps import add_to_keras_file
+
+        add_to_keras_file(path, layer_map)  # type: ignore[arg-type]
+
+
+def write_savedmodel(model: object, path: Path, layer_map: object | None = None) -> None:
+    """A SavedModel whose first endpoint (`serve`, aliased `serving_default`) is the model itself.
+
+    With a layer map, a second signature `porttax_layers` returns every tapped module output from the
+    same variables, so a SavedModel can be localised with plain TensorFlow and no Keras file.
+    """
+    from porttax._frameworks import import_keras
+
+    keras = import_keras()
+    spec = keras.tree.map_structure(
+        lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name), model.input  # type: ignore[attr-defined]
+    )
+    archive = keras.export.ExportArchive()
+    archive.track_and_add_endpoint("serve", model, [spec])
+    taps = [t for t in getattr(layer_map, "taps", []) if t.kind == "tensor"]
+    if taps:
+        ops = {op.name: op for op in model.operations}  # type: ignore[attr-defined]
+        outputs = {}
+        for i, tap in enumerate(taps):
+            tap.output = f"tap_{i}"
+            outputs[tap.output] = ops[tap.operation]._inbound_nodes[tap.node_index].output_tensors[tap.tensor_index]
+        tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
+        archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
+    archive.write_out(str(path), verbose=False)
+    if layer_map is not None:
+        from porttax.parity.taps import add_to_savedmodel
+
+        add_to_savedmodel(path, layer_map)  # type: ignore[arg-type]

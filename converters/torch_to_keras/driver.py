@@ -17,6 +17,7 @@ from porttax.converters.mapping_log import MappingLog
 from porttax.converters.registry import REGISTRY, Converter
 from porttax.converters.torch_to_keras.context import Call, Context, Val, live_val
 from porttax.errors import UnsupportedError
+from porttax.parity.taps import MAX_CONST_ELEMENTS, LayerMap, Tap, module_outputs
 
 SOURCE, TARGET = "torch", "keras"
 
@@ -37,6 +38,12 @@ class TorchToKerasResult:
     log: MappingLog
     input_names: list[str]
     output_count: int
+    layer_map: LayerMap | None = None
+
+
+def decompose(ep: Any) -> Any:
+    """The IR the converters see; the parity localiser runs the source on the same IR so taps line up."""
+    return ep.run_decompositions({})  # functional ops only; composite ops such as linear stay whole
 
 
 def _lookup(node: Any) -> Converter | None:
@@ -94,7 +101,7 @@ def convert_exported_program(
 
     import porttax.converters.torch_to_keras as _families  # noqa: F401  (registers converters)
 
-    ep = ep.run_decompositions({})  # functional ops only; composite ops such as linear stay whole
+    ep = decompose(ep)
     graph = ep.graph
     log = MappingLog()
     ctx = Context(log)
@@ -247,7 +254,38 @@ def convert_exported_program(
                     outputs.append(_constant_output(keras, inputs[0], v))
 
     model = keras.Model(inputs=inputs, outputs=outputs, name=_model_name(name))
-    return TorchToKerasResult(model, log, [i.name for i in inputs], len(outputs))
+    layer_map = _layer_map(graph, env, model)
+    return TorchToKerasResult(model, log, [i.name for i in inputs], len(outputs), layer_map)
+
+
+def _layer_map(graph: Any, env: dict[Any, Any], model: Any) -> LayerMap:
+    """Where every module output of the source lives in `model` (see porttax.parity.taps)."""
+    import numpy as np
+
+    from porttax.converters.torch_to_keras.context import const_to_numpy
+
+    in_model = {id(op) for op in model.operations}
+    taps: list[Tap] = []
+    consts: dict[str, Any] = {}
+    for tap, node in module_outputs(graph):
+        v = env.get(node)
+        if not isinstance(v, Val):
+            continue
+        if v.live:
+            history = getattr(v.tensor, "_keras_history", None)
+            if history is None or id(history.operation) not in in_model:
+                continue  # feeds no model output, so the model does not compute it
+            tap.operation, tap.node_index, tap.tensor_index = (history.operation.name, history.node_index,
+                                                               history.tensor_index)
+            tap.perm = list(v.perm) if v.perm is not None else None
+        else:
+            value = np.asarray(const_to_numpy(v.const))
+            if value.size > MAX_CONST_ELEMENTS or value.dtype.kind not in "biuf":
+                continue
+            tap.kind = "const"
+            consts[tap.key] = value
+        taps.append(tap)
+    return LayerMap(taps, consts)
 
 
 def _wrap(result: Any, call: Call) -> Any:
@@ -271,5 +309,5 @@ def _constant_output(keras: Any, anchor: Any, v: Val) -> Any:
 
 
 def _model_name(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)
-    return cleaned or "converted"
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name).lstrip("_-")
+    return cleaned or "converted"  # TF scope names must start with a letter or digit ("_Wrap" is refused)
