@@ -5,6 +5,7 @@
 Machines are noisy, so each model is converted once and then source and converted runtimes are
 timed in interleaved rounds (torch, Keras, SavedModel, torch, ...) in this one process, and the
 ratio of medians is printed. Only ratios are meaningful across machines; the target is <= 1.5x.
+The last column is the SavedModel written with `--jit` (serving function compiled with XLA).
 """
 
 from __future__ import annotations
@@ -46,19 +47,24 @@ def main() -> None:
     torch = import_torch()
     import_tf()
     print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
-    print(f"{'model':<12} {'torch ms':>9} {'keras ms':>9} {'ratio':>6} {'savedmodel ms':>14} {'ratio':>6}")
+    print(f"{'model':<12} {'torch ms':>9} {'keras ms':>9} {'ratio':>6} {'savedmodel ms':>14} {'ratio':>6} "
+          f"{'sm --jit ms':>12} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             module, example = build(name)
             res = porttax.convert(module, example_inputs=example, to="savedmodel",
                                   output=Path(tmp) / f"{name}_sm", parity=True, measure_latency=False)
             assert res.passed, res.parity.summary_line()
+            jit = porttax.convert(module, example_inputs=example, to="savedmodel", jit=True,
+                                  output=Path(tmp) / f"{name}_sm_jit", parity=True, measure_latency=False)
+            assert jit.passed, jit.parity.summary_line()
             names = [s.name for s in res.source.specs]
             inputs = make_inputs(res.source.specs, 0)
             runners = {
                 "torch": TorchRunner(module, names),
                 "keras": KerasRunner(res.keras_model, compiled=True),
                 "savedmodel": SavedModelRunner(res.output),
+                "jit": SavedModelRunner(jit.output),
             }
             samples: dict[str, list[float]] = {k: [] for k in runners}
             for _ in range(args.rounds):
@@ -66,7 +72,8 @@ def main() -> None:
                     samples[key].append(time_call(lambda r=runner: r.run(inputs), budget_s=0.5))
             med = {k: statistics.median(v) for k, v in samples.items()}
             print(f"{name:<12} {med['torch']:9.2f} {med['keras']:9.2f} {med['keras'] / med['torch']:5.2f}x "
-                  f"{med['savedmodel']:14.2f} {med['savedmodel'] / med['torch']:5.2f}x", flush=True)
+                  f"{med['savedmodel']:14.2f} {med['savedmodel'] / med['torch']:5.2f}x "
+                  f"{med['jit']:12.2f} {med['jit'] / med['torch']:5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="input shape, e.g. 1,3,224,224; repeat for several inputs")
     c.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help="input dtype (float32, int64, ...); repeat per input")
+    c.add_argument("--jit", action="store_true",
+                   help="compile the SavedModel's serving function with XLA (faster for small models; "
+                   "TF Serving then needs --xla_cpu_compilation_enabled=true)")
     c.add_argument("--no-parity", action="store_true", help="skip the parity check")
     c.add_argument("--seeds", type=int, default=3, help="parity seeds (default 3)")
     c.add_argument("--no-latency", action="store_true", help="skip timing source vs converted")
@@ -146,7 +149,7 @@ def _convert(args: argparse.Namespace) -> int:
         input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
         input_dtypes=args.input_dtype, trust_pickle=args.trust_pickle, parity=not args.no_parity,
         seeds=tuple(range(args.seeds)), measure_latency=not args.no_latency, force=args.force,
-        progress=progress,
+        jit=args.jit, progress=progress,
     )
     report = result.to_dict()
     if args.report:

@@ -73,12 +73,14 @@ def convert(
     profile: str = "fp32",
     measure_latency: bool = True,
     force: bool = False,
+    jit: bool = False,
     progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert a PyTorch model (live module, `.pt2`, checkpoint + architecture, trusted pickle) to Keras.
 
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name.
+    `jit=True` compiles a SavedModel's serving function with XLA (see porttax.saving.write_savedmodel).
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
     still inspect the report (the CLI turns a failure into exit code 1).
@@ -93,6 +95,8 @@ def convert(
     if target == "keras" and output is not None and not str(output).endswith(".keras"):
         raise InputError("a Keras model file must end in .keras", path=str(output),
                          hint="use -o model.keras, or --to savedmodel for a directory")
+    if jit and target != "savedmodel":
+        raise InputError("jit applies to SavedModel outputs only", hint="use --to savedmodel with --jit")
     if output is not None:
         check_output(output, force)  # fail before the slow part, not after it
 
@@ -129,7 +133,7 @@ def convert(
             if target == "keras":
                 write_keras(model, tmp, result.layer_map)
             else:
-                write_savedmodel(model, tmp, result.layer_map)
+                write_savedmodel(model, tmp, result.layer_map, jit=jit)
             tax.conversion_seconds = time.perf_counter() - t0
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)

@@ -73,11 +73,13 @@ def write_keras(model: object, path: Path, layer_map: object | None = None) -> N
         add_to_keras_file(path, layer_map)  # type: ignore[arg-type]
 
 
-def write_savedmodel(model: object, path: Path, layer_map: object | None = None) -> None:
+def write_savedmodel(model: object, path: Path, layer_map: object | None = None, *, jit: bool = False) -> None:
     """A SavedModel whose first endpoint (`serve`, aliased `serving_default`) is the model itself.
 
     With a layer map, a second signature `porttax_layers` returns every tapped module output from the
     same variables, so a SavedModel can be localised with plain TensorFlow and no Keras file.
+    `jit` compiles the serving function with XLA: small models, whose time goes to per-op dispatch,
+    run about twice as fast; TF Serving then needs `--xla_cpu_compilation_enabled=true`, so it is opt-in.
     """
     from porttax._frameworks import import_keras
 
@@ -86,7 +88,18 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None)
         lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name), model.input  # type: ignore[attr-defined]
     )
     archive = keras.export.ExportArchive()
-    archive.track_and_add_endpoint("serve", model, [spec])
+    if jit:
+        from porttax._frameworks import import_tf
+
+        tf = import_tf()
+        tf_spec = keras.tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype, name=t.name), model.input)  # type: ignore[attr-defined]
+        serve = tf.function(lambda inputs: model(inputs, training=False),  # type: ignore[operator]
+                            input_signature=[tf_spec], jit_compile=True, autograph=False)
+        serve.get_concrete_function()
+        archive.track(model)
+        archive.add_endpoint("serve", serve)
+    else:
+        archive.track_and_add_endpoint("serve", model, [spec])
     taps = [t for t in getattr(layer_map, "taps", []) if t.kind == "tensor"]
     if taps:
         ops = {op.name: op for op in model.operations}  # type: ignore[attr-defined]

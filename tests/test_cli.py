@@ -113,3 +113,15 @@ def test_bad_input_exit_code_2(tmp_path: Path, argv: list[str], needle: str) -> 
 def test_help_lists_commands() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0 and "convert" in proc.stdout
+
+
+def test_jit_savedmodel_is_xla_compiled_and_holds_parity(tmp_path: Path) -> None:
+    ckpt = tmp_path / "llama.pt"
+    models.build_checkpoint("llama-tiny", ckpt, seed=0)
+    out = tmp_path / "llama_sm"
+    proc = run_cli("convert", str(ckpt), "--to", "savedmodel", "--jit", "-o", str(out), "--seeds", "2", "--no-latency")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "PASS" in proc.stdout
+    assert b"_XlaMustCompile" in (out / "saved_model.pb").read_bytes()  # the serving function is XLA-compiled
+    refused = run_cli("convert", str(ckpt), "--to", "keras", "--jit", "-o", str(tmp_path / "m.keras"))
+    assert refused.returncode == 2 and "SavedModel" in refused.stderr

@@ -71,7 +71,10 @@ def repeat(call: Call) -> Val:
 def repeat_interleave(call: Call) -> Val:
     v = call.val("self")
     dim = call.args.get("dim")
-    x = call.ctx.torch_layout(v)
+    perm = v.perm if dim is not None and v.live else None
+    # Repeating along one axis works in any layout: stay in the one the value is held in (k/v heads
+    # after the sequence axis, for grouped-query attention) instead of transposing to the source's.
+    x = v.tensor if perm is not None else call.ctx.torch_layout(v)
     if dim is None:
         x, dim = call.ctx.ops.reshape(x, (-1,)), 0
     meta = call.node.meta.get("val")
@@ -83,7 +86,10 @@ def repeat_interleave(call: Call) -> Val:
         if repeats.live:
             raise call.unsupported("repeat counts computed from the model inputs")
         repeats = repeats.const.cpu().numpy()
-    return live_val(call.ctx.ops.repeat(x, repeats, axis=int(dim) % max(v.rank, 1)), call.out_shape)
+    axis = int(dim) % max(v.rank, 1)
+    if perm is not None:
+        return live_val(call.ctx.ops.repeat(x, repeats, axis=perm.index(axis)), call.out_shape, perm)
+    return live_val(call.ctx.ops.repeat(x, repeats, axis=axis), call.out_shape)
 
 
 @torch_to_keras("aten.cat", "aten.concat")
