@@ -304,12 +304,14 @@ class KerasRunner(Runner):
             self._dict_keys = [k for k, _ in pairs]
         return kind, names, specs
 
-    def _plain_call(self, args: list[Any]) -> Any:
+    def _feed(self, args: list[Any]) -> Any:
+        """Positional inputs in the structure the model was built with (dict, single tensor or list)."""
         if self._structure == "dict":
-            return self.model(dict(zip(self._dict_keys, args)), training=False)
-        if self._structure == "single":
-            return self.model(args[0], training=False)
-        return self.model(list(args), training=False)
+            return dict(zip(self._dict_keys, args))
+        return args[0] if self._structure == "single" else list(args)
+
+    def _plain_call(self, args: list[Any]) -> Any:
+        return self.model(self._feed(args), training=False)
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         keras = import_keras()
@@ -326,31 +328,20 @@ class KerasRunner(Runner):
 
     def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Tap outputs through a second functional model sharing this one's layers (no copy of weights)."""
-        from porttax.parity.taps import to_source_layout
+        from porttax.parity.taps import tap_tensors, to_source_layout
 
         if self.layer_map is None:
             return None
         keras = import_keras()
         check_names(inputs, self.input_names, self.describe())
-        tensor_taps = [t for t in self.layer_map.taps if t.kind == "tensor"]
-        if self._tap_model is None and tensor_taps:
-            ops = {op.name: op for op in self.model.operations}
-            outputs = {}
-            for tap in tensor_taps:
-                op = ops.get(tap.operation)
-                if op is None or tap.node_index >= len(op._inbound_nodes):
-                    continue
-                outputs[tap.key] = op._inbound_nodes[tap.node_index].output_tensors[tap.tensor_index]
-            self._tap_model = keras.Model(self.model.inputs, outputs, name=f"{self.model.name}_taps")
+        if self._tap_model is None:
+            outputs = tap_tensors(self.model, self.layer_map.taps)
+            self._tap_model = keras.Model(self.model.inputs, outputs, name=f"{self.model.name}_taps") if outputs else False
         values: dict[str, np.ndarray] = {}
-        if self._tap_model is not None:
-            args = [np.asarray(inputs[n]) for n in self.input_names]
-            if self._structure == "dict":
-                feed: Any = dict(zip(self._dict_keys, args))
-            else:
-                feed = args[0] if self._structure == "single" else args
+        if self._tap_model:
+            feed = self._feed([np.asarray(inputs[n]) for n in self.input_names])
             raw = self._tap_model(feed, training=False)
-            perms = {t.key: t.perm for t in tensor_taps}
+            perms = {t.key: t.perm for t in self.layer_map.taps}
             values = {k: to_source_layout(keras.ops.convert_to_numpy(v), perms[k]) for k, v in raw.items()}
         values.update(self.layer_map.consts)
         return values

@@ -162,6 +162,23 @@ def capture_torch(program: Any, args: list[Any]) -> tuple[dict[str, np.ndarray],
     return values, [tap for tap, _ in taps]
 
 
+# --- the Keras side ----------------------------------------------------------------------------------
+
+
+def tap_tensors(model: Any, taps: list[Tap]) -> dict[str, Any]:
+    """{tap key: the symbolic Keras tensor carrying it} in a functional `model`, for its "tensor" taps.
+
+    A tap whose operation is missing (a model edited after conversion) is left out rather than guessed.
+    """
+    ops = {op.name: op for op in model.operations}
+    found = {}
+    for tap in taps:
+        op = ops.get(tap.operation) if tap.kind == "tensor" else None
+        if op is not None and tap.node_index < len(op._inbound_nodes):
+            found[tap.key] = op._inbound_nodes[tap.node_index].output_tensors[tap.tensor_index]
+    return found
+
+
 # --- storing the map in artefacts -----------------------------------------------------------------
 
 

@@ -100,13 +100,14 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
         archive.add_endpoint("serve", serve)
     else:
         archive.track_and_add_endpoint("serve", model, [spec])
-    taps = [t for t in getattr(layer_map, "taps", []) if t.kind == "tensor"]
-    if taps:
-        ops = {op.name: op for op in model.operations}  # type: ignore[attr-defined]
+    from porttax.parity.taps import tap_tensors
+
+    tensors = tap_tensors(model, getattr(layer_map, "taps", []))
+    if tensors:
         outputs = {}
-        for i, tap in enumerate(taps):
-            tap.output = f"tap_{i}"
-            outputs[tap.output] = ops[tap.operation]._inbound_nodes[tap.node_index].output_tensors[tap.tensor_index]
+        for i, tap in enumerate(t for t in layer_map.taps if t.key in tensors):  # type: ignore[union-attr]
+            tap.output = f"tap_{i}"  # signature output names must be plain identifiers
+            outputs[tap.output] = tensors[tap.key]
         tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
         archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
     archive.write_out(str(path), verbose=False)
