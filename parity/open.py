@@ -77,6 +77,10 @@ def open_pair(source: Any, converted: Any, options: OpenOptions | None = None,
               converted_options: OpenOptions | None = None) -> tuple[Runner, Runner]:
     src = open_runner(source, options)
     conv = open_runner(converted, converted_options or options)
+    if getattr(conv, "layer_map_from_keras", False) and hasattr(src, "layer_map"):
+        # A .pt2 from the Keras → torch road says which Keras layer output each module output is; that
+        # map, not one the Keras file may carry from an earlier torch → Keras conversion, pairs these two.
+        src.layer_map = conv.layer_map
     return src, conv
 
 
@@ -108,7 +112,28 @@ def _torch_runner(model: Any, opts: OpenOptions) -> Runner:
                             trust_pickle=opts.trust_pickle)
     runnable = src.program if src.origin == "pt2" else src.module
     device = "cuda" if opts.device == "cuda" else None
-    return TorchRunner(runnable, [s.name for s in src.specs], specs=src.specs, device=device, name=src.name)
+    runner = TorchRunner(runnable, [s.name for s in src.specs], specs=src.specs, device=device, name=src.name)
+    if src.origin == "pt2" and src.path:
+        layer_map = _pt2_layer_map(Path(src.path))
+        if layer_map is not None:
+            runner.layer_map = layer_map  # type: ignore[attr-defined]
+            runner.layer_map_from_keras = True  # type: ignore[attr-defined]
+    return runner
+
+
+def _pt2_layer_map(path: Path) -> Any:
+    """The layer map a `.pt2` from porttax's Keras → torch road carries (None for any other .pt2)."""
+    import zipfile
+
+    from porttax.parity.taps import LayerMap
+    from porttax.to_torch import PT2_LAYER_MAP
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("extra/" + PT2_LAYER_MAP)), None)
+            return LayerMap.from_json(z.read(name).decode()) if name else None
+    except (zipfile.BadZipFile, ValueError, KeyError):
+        return None
 
 
 def _keras_runner(path: Path, opts: OpenOptions) -> Runner:

@@ -217,6 +217,31 @@ def _order_specs(names: list[str], specs: Sequence[TensorSpec] | None, runner: s
     return [by_name[n] for n in names]
 
 
+class ChannelsFirstAdapter(Runner):
+    """A model with a channels-first interface (`--channels-first`), fed and read in channels-last.
+
+    Parity compares against a Keras model that speaks NHWC; this moves every rank ≥ 4 input to NCHW
+    on the way in and every rank ≥ 4 output back on the way out, so both sides see the same cases.
+    """
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.framework = inner.framework
+        self.input_names = inner.input_names
+        self.specs = inner.specs
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        moved = {k: (np.ascontiguousarray(np.moveaxis(v, -1, 1)) if v.ndim >= 4 else v) for k, v in inputs.items()}
+        outs = self.inner._run(moved)
+        self.output_names = self.inner.output_names
+        return [np.moveaxis(o, 1, -1) if o.ndim >= 4 else o for o in outs]
+
+    @property
+    def device_label(self) -> str:
+        return self.inner.device_label
+
+
 # --- keras -------------------------------------------------------------------------------------------
 
 

@@ -24,13 +24,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"porttax {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("convert", help="convert a PyTorch model to Keras 3 (.keras) or a TF SavedModel",
-                       description="Convert a PyTorch model and check parity on seeded inputs. "
+    c = sub.add_parser("convert", help="convert PyTorch → Keras 3 / SavedModel, or Keras → PyTorch",
+                       description="Convert a model and check parity on seeded inputs. "
                        "Exit 0 ok, 1 parity failed, 2 bad input.")
-    c.add_argument("source", help=".pt2 (torch.export), .pt/.pth (state_dict, or pickled module with "
-                   "--trust-pickle) or .safetensors (with --arch or a <name>.config.json beside it)")
-    c.add_argument("--to", choices=["keras", "savedmodel"], help="target format (default: from -o)")
-    c.add_argument("-o", "--output", required=True, help="output .keras file or SavedModel directory")
+    c.add_argument("source", help="PyTorch: .pt2 (torch.export), .pt/.pth (state_dict, or pickled module with "
+                   "--trust-pickle) or .safetensors (with --arch or a <name>.config.json beside it). "
+                   "Keras: .keras, .h5, or a SavedModel directory written by porttax")
+    c.add_argument("--to", choices=["keras", "savedmodel", "torch", "safetensors", "state_dict"],
+                   help="target format (default: from -o's suffix)")
+    c.add_argument("-o", "--output", required=True,
+                   help="output: .keras file or SavedModel directory; .pt2 / .safetensors / .pt for Keras sources")
+    c.add_argument("--trust-code", action="store_true",
+                   help="allow a Keras file's Lambda layers and other stored code to load (runs code from the "
+                   "file: only for files you trust)")
+    c.add_argument("--channels-first", action="store_true",
+                   help="Keras → torch: give image inputs/outputs (rank ≥ 4) torch's NCHW layout "
+                   "(default: the Keras model's own layout, a drop-in replacement)")
     c.add_argument("--force", action="store_true", help="replace the output if it exists")
     c.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a pickled module (runs code from the file: only for files you trust)")
@@ -149,7 +158,7 @@ def _convert(args: argparse.Namespace) -> int:
         input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
         input_dtypes=args.input_dtype, trust_pickle=args.trust_pickle, parity=not args.no_parity,
         seeds=tuple(range(args.seeds)), measure_latency=not args.no_latency, force=args.force,
-        jit=args.jit, progress=progress,
+        jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, progress=progress,
     )
     report = result.to_dict()
     if args.report:
@@ -213,7 +222,7 @@ def _parity(args: argparse.Namespace) -> int:
     from porttax.errors import InputError
     from porttax.loading import parse_shape
     from porttax.parity import Tolerance, check_parity, expand_sizes, load_npz_cases
-    from porttax.parity.open import OpenOptions, cuda_available, open_runner
+    from porttax.parity.open import OpenOptions, cuda_available, open_pair
     from porttax.parity.render import print_table, write_reports
     from porttax.saving import atomic_output
 
@@ -235,8 +244,9 @@ def _parity(args: argparse.Namespace) -> int:
                   input_dtypes=args.input_dtype)
     reports = []
     for device in devices:
-        source = open_runner(args.source, OpenOptions(**common, device=args.source_device or device))
-        converted = open_runner(args.converted, OpenOptions(**common, device=device, backend=args.backend))
+        source, converted = open_pair(args.source, args.converted,
+                                      OpenOptions(**common, device=args.source_device or device),
+                                      OpenOptions(**common, device=device, backend=args.backend))
 
         def progress(done: int, total: int, label: str, _device: str = device) -> None:
             if not args.quiet and done < total:

@@ -11,7 +11,7 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TARGETS = ("keras", "savedmodel")
+TARGETS = ("keras", "savedmodel", "torch", "safetensors", "state_dict")
 
 
 @dataclass
@@ -22,7 +22,9 @@ class ConversionResult:
     log: Any  # MappingLog
     parity: Any | None  # ParityReport
     tax: PortingTax
-    source: Any  # TorchSource
+    source: Any  # TorchSource, or KerasSource on the Keras → torch road
+    torch_module: Any = None  # the converted nn.Module (Keras → torch road)
+    layer_map: Any = None  # which converted tensor carries each source layer's output (parity.taps)
 
     @property
     def passed(self) -> bool:
@@ -43,15 +45,20 @@ class ConversionResult:
         }
 
 
-def infer_target(to: str | None, output: str | Path | None) -> str:
+def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
     if to is None:
-        if output is not None and str(output).endswith(".keras"):
-            return "keras"
-        if output is not None:
-            return "savedmodel"
-        return "keras"
+        suffix = Path(str(output)).suffix.lower() if output is not None else ""
+        by_suffix = {".keras": "keras", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
+                     ".pth": "state_dict"}
+        if suffix in by_suffix:
+            return by_suffix[suffix]
+        if keras_source:
+            return "torch"
+        return "savedmodel" if output is not None else "keras"
     to = to.lower().replace("_", "").replace("-", "")
-    aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel"}
+    aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel",
+               "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
+               "statedict": "state_dict"}
     if to not in aliases:
         raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return aliases[to]
@@ -74,9 +81,17 @@ def convert(
     measure_latency: bool = True,
     force: bool = False,
     jit: bool = False,
+    trust_code: bool = False,
+    channels_first: bool = False,
     progress: Progress | None = None,
 ) -> ConversionResult:
-    """Convert a PyTorch model (live module, `.pt2`, checkpoint + architecture, trusted pickle) to Keras.
+    """Convert a model between PyTorch and Keras 3 / TensorFlow, write it atomically, prove it, price it.
+
+    PyTorch sources (live module, `.pt2`, checkpoint + architecture, trusted pickle) go to Keras.
+    Keras sources (a live model, `.keras`, `.h5`, a SavedModel porttax wrote) go to torch:
+    `to="torch"` writes a `.pt2`, `to="safetensors"` / `to="state_dict"` the weights of the converted
+    module; `trust_code` allows Lambda layers to load, `channels_first` gives image inputs and outputs
+    torch's NCHW layout (see porttax.to_torch).
 
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name.
@@ -88,8 +103,25 @@ def convert(
     from porttax._frameworks import import_keras, import_torch
     from porttax.saving import atomic_output, check_output, write_keras, write_savedmodel
 
+    from porttax.keras_loading import is_keras_source
+
     progress = progress or QUIET
-    target = infer_target(to, output)
+    keras_source = is_keras_source(source)
+    target = infer_target(to, output, keras_source)
+    if keras_source or target in ("torch", "safetensors", "state_dict"):
+        if not keras_source:
+            raise InputError(f"--to {target} takes a Keras source (.keras, .h5 or a SavedModel directory)",
+                             hint="a PyTorch model is already a PyTorch model; convert it --to keras or savedmodel")
+        if jit:
+            raise InputError("--jit applies to SavedModel outputs only")
+        from porttax.to_torch import convert_keras
+
+        return convert_keras(source, target=target, output=output, trust_code=trust_code,
+                             channels_first=channels_first, parity=parity, seeds=seeds, profile=profile,
+                             measure_latency=measure_latency, force=force, progress=progress)
+    if channels_first or trust_code:
+        raise InputError("--channels-first and --trust-code apply to Keras sources",
+                         hint="for a PyTorch source use --trust-pickle")
     if target == "savedmodel" and output is None:
         raise InputError("a SavedModel is a directory on disk; give an output path", hint="pass -o DIR")
     if target == "keras" and output is not None and not str(output).endswith(".keras"):
@@ -114,6 +146,7 @@ def convert(
     progress.stage("converting ops to Keras layers")
     result = convert_exported_program(src.program, name=src.name, progress=progress.step)
     model, log = result.model, result.log
+    model._porttax_layer_map = result.layer_map  # converting it back restores the torch module paths
 
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,

@@ -111,7 +111,40 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
         tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
         archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
     archive.write_out(str(path), verbose=False)
+    from porttax.keras_loading import KERAS_CONFIG, savedmodel_config
+
+    (path / KERAS_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (path / KERAS_CONFIG).write_text(savedmodel_config(model))  # lets the Keras → torch road read it back
     if layer_map is not None:
         from porttax.parity.taps import add_to_savedmodel
 
         add_to_savedmodel(path, layer_map)  # type: ignore[arg-type]
+
+
+def write_pt2(module: object, path: Path, example: tuple, dynamic_shapes: object | None = None,
+              extra_files: dict[str, str] | None = None) -> object:
+    """`torch.export` the module and save it as `.pt2`; returns the ExportedProgram.
+
+    `extra_files` travel inside the archive (porttax stores the readable forward and the layer map);
+    `torch.export.load(path)` needs none of porttax to run the result.
+    """
+    from porttax._frameworks import import_torch
+
+    torch = import_torch()
+    program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)  # type: ignore[arg-type]
+    torch.export.save(program, str(path), extra_files=extra_files or {})
+    return program
+
+
+def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[str, str] | None = None) -> None:
+    """A state_dict as `.safetensors` (no pickle) or `.pt` (loads with `torch.load(weights_only=True)`)."""
+    from porttax._frameworks import import_torch
+
+    torch = import_torch()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(path), metadata=metadata or {})
+    else:
+        torch.save(tensors, str(path))

@@ -1,0 +1,199 @@
+"""Reading Keras sources safely: `.keras` archives, legacy `.h5` files, SavedModels that carry a Keras model.
+
+Safe by default: Keras files are loaded with `safe_mode=True`, so a Lambda layer or other code stored
+in the file is refused unless the caller passes `trust_code=True` (loading it runs that code). A
+SavedModel is read only when it carries the Keras model's configuration (porttax writes it into
+`assets.extra/porttax/keras_model.json`); a bare graph has no layers to map, and the error says so.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from porttax._frameworks import import_keras
+from porttax.errors import InputError, UntrustedInputError
+from porttax.types import TensorSpec
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+KERAS_CONFIG = Path("assets.extra") / "porttax" / "keras_model.json"
+
+
+@dataclass
+class KerasSource:
+    """A Keras model ready to convert, with the signature parity feeds it by."""
+
+    model: Any  # keras.Model
+    specs: list[TensorSpec]
+    origin: str  # "model", "keras", "h5", "savedmodel"
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.path:
+            return Path(self.path).stem if not Path(self.path).is_dir() else Path(self.path).name
+        return str(getattr(self.model, "name", "model"))
+
+
+def is_keras_source(source: Any) -> bool:
+    """True for a Keras model object, a Keras file, or a SavedModel directory."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
+    import sys
+
+    if "keras" not in sys.modules:  # no Keras object can exist yet; don't import Keras to find out
+        return False
+    return isinstance(source, sys.modules["keras"].Model)
+
+
+def load_keras_source(source: Any, *, trust_code: bool = False) -> KerasSource:
+    if not isinstance(source, (str, Path)):
+        keras = import_keras()
+        if not isinstance(source, keras.Model):
+            raise InputError(f"expected a Keras model or a path, got {type(source).__name__}")
+        return KerasSource(source, keras_specs(source), "model")
+    path = Path(source)
+    if not path.exists():
+        raise InputError("no such model file or directory", path=str(path))
+    if path.is_dir():
+        from porttax.parity.taps import read_savedmodel
+
+        model = _load_savedmodel(path)
+        _mark_porttax_names(model, read_savedmodel(path))
+        return KerasSource(model, keras_specs(model), "savedmodel", str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        from porttax.parity.taps import read_keras_file
+
+        model = _load_file(path, trust_code, "keras")
+        _mark_porttax_names(model, read_keras_file(path))
+        return KerasSource(model, keras_specs(model), "keras", str(path))
+    if suffix in (".h5", ".hdf5"):
+        model = _load_file(path, trust_code, "h5")
+        return KerasSource(model, keras_specs(model), "h5", str(path))
+    raise InputError(f"not a Keras model file ({suffix or 'no extension'})", path=str(path),
+                     hint="use a .keras or .h5 file, or a SavedModel directory")
+
+
+def _load_file(path: Path, trust_code: bool, kind: str) -> Any:
+    keras = import_keras()
+    if kind == "keras" and not zipfile.is_zipfile(path):
+        raise InputError("not a .keras archive (not a zip file)", path=str(path),
+                         hint="re-save it with model.save('name.keras')")
+    if kind == "h5" and not _is_hdf5(path):
+        raise InputError("not an HDF5 file", path=str(path))
+    try:
+        model = keras.saving.load_model(path, safe_mode=not trust_code, compile=False)
+    except ValueError as exc:
+        text = str(exc)
+        if not trust_code and ("safe_mode" in text or "Lambda" in text or "lambda" in text):
+            raise UntrustedInputError(
+                "the model stores Python code (a Lambda layer or similar); loading it would run that code",
+                path=str(path), hint="pass --trust-code only if you trust where the file came from; porttax "
+                "still cannot convert the code itself, so expect an error naming the layer") from exc
+        raise InputError(f"cannot load Keras model: {text}", path=str(path)) from exc
+    except Exception as exc:  # keras raises TypeError/OSError/KeyError with no path in the message
+        raise InputError(f"cannot load Keras model ({type(exc).__name__}: {exc})", path=str(path),
+                         hint="custom layers need their classes registered (keras.saving.register_keras_serializable) "
+                         "before loading") from exc
+    if isinstance(model, list) or not hasattr(model, "layers"):
+        raise InputError("the file holds no Keras model (only weights?)", path=str(path))
+    return model
+
+
+def _mark_porttax_names(model: Any, layer_map: Any) -> None:
+    """A model porttax converted from torch names its layers after module paths (`layers-0-mlp`); the
+    layer map it carries says so, and the torch road then restores the paths (`layers.0.mlp`)."""
+    if layer_map is not None:
+        model._porttax_layer_map = layer_map
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def _load_savedmodel(path: Path) -> Any:
+    """A SavedModel porttax wrote: rebuild the Keras model from its stored config, weights by variable path."""
+    from porttax._frameworks import import_tf
+
+    keras = import_keras()
+    if not (path / "saved_model.pb").is_file():
+        raise InputError("a directory must be a SavedModel (no saved_model.pb here)", path=str(path))
+    config_file = path / KERAS_CONFIG
+    if not config_file.is_file():
+        hint = ("this SavedModel was written by TF-Keras 2 (keras_metadata.pb); load it with tf_keras, "
+                "save it as .h5 or .keras, and convert that" if (path / "keras_metadata.pb").is_file() else
+                "a SavedModel without a Keras model inside is a bare graph with no layers to map; save the "
+                "Keras model as .keras and convert that, or use the ONNX road when it lands")
+        raise InputError("this SavedModel carries no Keras model configuration", path=str(path), hint=hint)
+    try:
+        config = json.loads(config_file.read_text())
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except Exception as exc:
+        raise InputError(f"cannot rebuild the Keras model from {KERAS_CONFIG} ({type(exc).__name__}: {exc})",
+                         path=str(path)) from exc
+    tf = import_tf()
+    loaded = tf.saved_model.load(str(path))
+    stored = {v.name.rsplit(":", 1)[0]: v for v in getattr(loaded, "variables", [])}
+    missing = [w.path for w in model.weights if w.path not in stored]
+    if missing:
+        raise InputError(f"the SavedModel lacks {len(missing)} weight(s) of its Keras model: "
+                         f"{', '.join(missing[:10])}", path=str(path))
+    for w in model.weights:
+        value = stored[w.path].numpy()
+        if tuple(value.shape) != tuple(w.shape):
+            raise InputError(f"weight {w.path} has shape {value.shape} in the SavedModel, {tuple(w.shape)} in "
+                             "its Keras model", path=str(path))
+        w.assign(value)
+    return model
+
+
+def keras_specs(model: Any) -> list[TensorSpec]:
+    """Input specs with symbolic batch/other dims, and token-id ranges from the Embeddings inputs feed."""
+    from porttax.converters.keras_to_torch.driver import functional_view
+    from porttax.parity.runners import _dims
+
+    specs = []
+    for t in functional_view(model).inputs:
+        name = t.name
+        dtype = str(t.dtype)
+        value_range = None
+        if "int" in dtype:
+            high = _embedding_bound(model, t)
+            value_range = (0, high) if high is not None else None
+        specs.append(TensorSpec(name, _dims(t.shape, name), dtype, value_range))
+    return specs
+
+
+def _embedding_bound(model: Any, tensor: Any) -> int | None:
+    """The smallest input_dim among Embedding layers that read `tensor` (token ids must stay below it)."""
+    keras = import_keras()
+    bounds = []
+    for layer in _all_layers(model):
+        if not isinstance(layer, keras.layers.Embedding):
+            continue
+        for node in layer._inbound_nodes:
+            if any(kt is tensor for kt in node.arguments.keras_tensors):
+                bounds.append(int(layer.input_dim))
+    return min(bounds) if bounds else None
+
+
+def _all_layers(model: Any) -> list[Any]:
+    keras = import_keras()
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def savedmodel_config(model: Any) -> str:
+    """The JSON a SavedModel carries so porttax (and Keras) can rebuild its layers later."""
+    keras = import_keras()
+    return json.dumps(keras.saving.serialize_keras_object(model))
