@@ -356,3 +356,23 @@ def test_planted_fault_is_localised_to_the_torch_module(tmp_path: Path) -> None:
     names = [layer["name"] for layer in loc["layers"]]
     assert names.index("fc1") < names.index("fc2") and all(
         layer["passed"] for layer in loc["layers"] if layer["name"] in ("fc1", "norm1", "act"))
+
+
+def test_channels_first_interface_end_to_end(tmp_path: Path) -> None:
+    """--channels-first: the .pt2 takes and returns NCHW, and parity (fed NHWC to Keras) still passes."""
+    keras.utils.set_random_seed(7)
+    x = keras.Input((16, 16, 3), name="image")
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(x)
+    h = layers.BatchNormalization(name="bn")(h)
+    model = keras.Model(x, layers.Conv2D(4, 1, name="proj")(h), name="cnn")
+    _randomize_bn(model, 2)
+    out = tmp_path / "cnn.pt2"
+    result = porttax.convert(model, to="torch", output=out, channels_first=True, measure_latency=False)
+    assert result.passed and result.tax.drift_rel_l2 <= 1e-5
+    assert result.tax.transposes_inserted == 0
+    image = np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype("float32")
+    with torch.no_grad():
+        got = torch.export.load(str(out)).module()(torch.from_numpy(image).permute(0, 3, 1, 2).contiguous())
+    assert tuple(got.shape) == (2, 4, 16, 16)
+    want = keras.ops.convert_to_numpy(model(image, training=False))
+    assert rel_l2(got.permute(0, 2, 3, 1).numpy(), want) <= 1e-5
