@@ -10,7 +10,6 @@ order that keeps torch.export alive next to TensorFlow.
 from __future__ import annotations
 
 import re
-import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -247,7 +246,6 @@ class ChannelsFirstAdapter(Runner):
 
 def load_keras_model(path: str | Path) -> Any:
     """A `.keras` file, loaded with safe_mode=True (no Lambda layers or other code from the file)."""
-    keras = import_keras()
     path = Path(path)
     if path.is_dir():
         raise InputError("is a directory, not a .keras file", path=str(path),
@@ -256,14 +254,9 @@ def load_keras_model(path: str | Path) -> Any:
         raise InputError("no such model file", path=str(path))
     if path.suffix != ".keras":
         raise InputError(f"expected a .keras file, got {path.suffix or 'no extension'}", path=str(path))
-    if not zipfile.is_zipfile(path):
-        raise InputError("not a .keras archive (not a zip file)", path=str(path),
-                         hint="re-save it with model.save('name.keras')")
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # keras raises ValueError/TypeError/OSError with no path in the message
-        raise InputError(f"cannot load Keras model: {exc}", path=str(path),
-                         hint="if it holds Lambda layers or custom code, load it yourself once you trust it") from exc
+    from porttax.keras_loading import load_keras_file
+
+    return load_keras_file(path)
 
 
 class KerasRunner(Runner):

@@ -69,18 +69,20 @@ def load_keras_source(source: Any, *, trust_code: bool = False) -> KerasSource:
     if suffix == ".keras":
         from porttax.parity.taps import read_keras_file
 
-        model = _load_file(path, trust_code, "keras")
+        model = load_keras_file(path, trust_code)
         _mark_porttax_names(model, read_keras_file(path))
         return KerasSource(model, keras_specs(model), "keras", str(path))
     if suffix in (".h5", ".hdf5"):
-        model = _load_file(path, trust_code, "h5")
+        model = load_keras_file(path, trust_code)
         return KerasSource(model, keras_specs(model), "h5", str(path))
     raise InputError(f"not a Keras model file ({suffix or 'no extension'})", path=str(path),
                      hint="use a .keras or .h5 file, or a SavedModel directory")
 
 
-def _load_file(path: Path, trust_code: bool, kind: str) -> Any:
+def load_keras_file(path: Path, trust_code: bool = False) -> Any:
+    """A `.keras` or `.h5` model, loaded in safe mode unless `trust_code` (the one place Keras files load)."""
     keras = import_keras()
+    kind = "keras" if path.suffix.lower() == ".keras" else "h5"
     if kind == "keras" and not zipfile.is_zipfile(path):
         raise InputError("not a .keras archive (not a zip file)", path=str(path),
                          hint="re-save it with model.save('name.keras')")

@@ -140,7 +140,7 @@ def _mapping(result: Any, src: Any) -> dict[str, Any]:
     }
 
 
-def _torch_names(src: Any, result: Any) -> list[str]:
+def _torch_names(src: Any) -> list[str]:
     """Torch inputs fed under the Keras input names, so both sides of parity read the same cases."""
     return [s.name for s in src.specs]
 
@@ -148,7 +148,7 @@ def _torch_names(src: Any, result: Any) -> list[str]:
 def _runner(module: Any, src: Any, result: Any) -> Any:
     from porttax.parity import TorchRunner
 
-    runner = TorchRunner(module, _torch_names(src, result), name=f"{src.name} (torch)")
+    runner = TorchRunner(module, _torch_names(src), name=f"{src.name} (torch)")
     runner.layer_map = result.layer_map
     return _maybe_channels_first(runner, result)
 
@@ -175,7 +175,7 @@ def _artifact_runner(target: str, path: Path, module: Any, src: Any, result: Any
             state = torch.load(str(path), weights_only=True)
         runnable.load_state_dict(state, strict=True)
         name = path.name
-    runner = TorchRunner(runnable, _torch_names(src, result), name=name)
+    runner = TorchRunner(runnable, _torch_names(src), name=name)
     runner.layer_map = result.layer_map
     return _maybe_channels_first(runner, result)
 

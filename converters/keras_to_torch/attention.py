@@ -25,7 +25,6 @@ import inspect
 import math
 from typing import Any, Sequence
 
-import numpy as np
 
 from porttax._frameworks import import_torch
 from porttax.converters.keras_to_torch._register import keras_to_torch
@@ -116,12 +115,6 @@ def _bind(call: LayerCall) -> dict[str, Any]:
     return args
 
 
-def _operand(call: LayerCall, value: Any) -> Any:
-    if isinstance(value, TVal):
-        return call.ctx.keras_layout(value) if value.live else call.ctx.as_operand(np.asarray(value.const))
-    return call.ctx.as_operand(np.asarray(value))
-
-
 def _projection(kernel_shape: Sequence[int]) -> Transform:
     """A (features, heads, dim) EinsumDense kernel as a Linear weight (heads·dim, features)."""
     features, *rest = (int(d) for d in kernel_shape)
@@ -179,12 +172,12 @@ def multi_head_attention(call: LayerCall) -> TVal | list[TVal]:
     if od.bias is not None:
         call.port(od.bias, module.output, "bias", _flat(od.bias.shape), suffix="output")
 
-    inputs = [_operand(call, query), _operand(call, value)]
+    inputs = [call.ctx.operand(query), call.ctx.operand(value)]
     kwargs: dict[str, Any] = {}
     if key is not None and key is not value:
-        kwargs["key"] = _operand(call, key)
+        kwargs["key"] = call.ctx.operand(key)
     if args.get("attention_mask") is not None:
-        kwargs["attention_mask"] = _operand(call, args["attention_mask"])
+        kwargs["attention_mask"] = call.ctx.operand(args["attention_mask"])
     if causal:
         kwargs["use_causal_mask"] = True
     if returns_scores:
@@ -272,13 +265,13 @@ def _attention_like(call: LayerCall, module_fn: Any) -> TVal | list[TVal]:
         call.port(layer.scale, module, "scale", Identity())
     if getattr(layer, "concat_score_weight", None) is not None:
         call.port(layer.concat_score_weight, module, "concat_score_weight", Identity())
-    operands = [_operand(call, t) for t in inputs]
+    operands = [call.ctx.operand(t) for t in inputs]
     kwargs: dict[str, Any] = {}
     if len(operands) > 2:
         kwargs["key"] = operands[2]
     for name, m in zip(("query_mask", "value_mask"), mask or ()):
         if m is not None:
-            kwargs[name] = _operand(call, m)
+            kwargs[name] = call.ctx.operand(m)
     if args.get("use_causal_mask"):
         kwargs["use_causal_mask"] = True
     returns_scores = bool(args.get("return_attention_scores", False))

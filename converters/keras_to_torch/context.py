@@ -99,13 +99,11 @@ class Context:
     def placeholder(self, name: str) -> Any:
         return self.fx.Proxy(self.graph.placeholder(_identifier(name) or "x"), self.tracer)
 
-    def path_for(self, layer_name: str, suffix: str = "") -> str:
+    def path_for(self, layer_name: str) -> str:
         """A unique module path for a Keras layer (nested models prefix their layers' paths)."""
         base = module_path(layer_name, self.porttax_names)
         if self.prefix:
             base = f"{self.prefix}.{base}"
-        if suffix:
-            base = f"{base}.{suffix}"
         path, n = base, 1
         while path in self._paths:
             path = f"{base}_{n}"
@@ -229,6 +227,13 @@ class Context:
                 out.append(self.as_operand(c))
         return out, perm
 
+    def operand(self, value: Any) -> Any:
+        """Any call argument as a torch operand in the Keras layout: a live value as its proxy (moved
+        back from a held layout if needed), a constant as a buffer, a Python scalar as itself."""
+        if isinstance(value, TVal):
+            return self.keras_layout(value) if value.live else self.as_operand(np.asarray(value.const))
+        return self.as_operand(value)
+
     def as_operand(self, value: Any) -> Any:
         """A constant ready to combine with proxies: Python scalars stay literals, arrays are buffers."""
         if isinstance(value, np.ndarray) or isinstance(value, np.generic):
@@ -323,6 +328,3 @@ class LayerCall:
 
     def unsupported(self, why: str, hint: str | None = None) -> UnsupportedError:
         return UnsupportedError(f"Keras layer {self.name!r} ({self.kind}): {why}", hint=hint)
-
-    def config(self) -> dict[str, Any]:
-        return self.layer.get_config() if hasattr(self.layer, "get_config") else {}

@@ -10,7 +10,7 @@ and `torch.export` takes it as is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -40,7 +40,6 @@ class KerasToTorchResult:
     inputs: list[TensorSpec]  # in the torch module's layout
     output_names: list[str]
     channels_first: bool = False
-    example_inputs: tuple[Any, ...] = field(default_factory=tuple)
     layer_map: Any = None  # porttax.parity.taps.LayerMap: which Keras layer output each module output is
 
 
@@ -100,10 +99,7 @@ def functional_view(model: Any) -> Any:
 
 def _trace_subclassed(model: Any) -> Any:
     keras = import_keras()
-    shapes = getattr(model, "_build_shapes_dict", None) or {}
-    specs = []
-    for value in shapes.values():
-        specs.append(value)
+    specs = list((getattr(model, "_build_shapes_dict", None) or {}).values())
     if not specs:
         raise UnsupportedError(
             f"subclassed model {model.name!r} has never been built, so porttax cannot know its inputs",
@@ -351,6 +347,3 @@ def _class_name(name: str) -> str:
         cleaned = "Converted" + cleaned
     return cleaned
 
-
-def identity_perm(v: TVal) -> bool:
-    return is_identity(v.perm)

@@ -32,15 +32,6 @@ def _val(a: Any) -> Any:
     return a
 
 
-def _keras(call: LayerCall, a: Any) -> Any:
-    """An operand in the Keras layout (Proxies stay proxies, arrays become buffers, scalars literals)."""
-    if isinstance(a, TVal):
-        return call.ctx.keras_layout(a) if a.live else call.ctx.as_operand(a.const)
-    if isinstance(a, (np.ndarray, np.generic)):
-        return call.ctx.as_operand(np.asarray(a))
-    return a
-
-
 def _binary(fn: Callable[[Any, Any], Any]) -> Callable[[LayerCall], TVal]:
     def convert(call: LayerCall) -> TVal:
         operands = [_val(a) for a in call.args[:2]]
@@ -185,13 +176,13 @@ def einsum(call: LayerCall) -> TVal:
         if rhs and sorted(rhs) == sorted(letters) and len(set(letters)) == len(letters):
             # A pure permutation (porttax writes transposes this way): re-label, move no data.
             return held_permute(operands[0], tuple(letters.index(c) for c in rhs), call.out_shape())
-    args = [_keras(call, a) for a in operands]
+    args = [call.ctx.operand(a) for a in operands]
     return call.result(torch.einsum(subscripts, *args))
 
 
 @keras_to_torch("ops.Matmul")
 def matmul(call: LayerCall) -> TVal:
-    a, b = (_keras(call, x) for x in call.args[:2])
+    a, b = (call.ctx.operand(x) for x in call.args[:2])
     return call.result(torch.matmul(a, b))
 
 
@@ -208,7 +199,7 @@ def concatenate(call: LayerCall) -> TVal:
 
 @keras_to_torch("ops.Stack")
 def stack(call: LayerCall) -> TVal:
-    items = [_keras(call, a) for a in call.args[0]]
+    items = [call.ctx.operand(a) for a in call.args[0]]
     return call.result(torch.stack(items, dim=int(call.layer.axis)))
 
 
@@ -320,8 +311,8 @@ def where(call: LayerCall) -> TVal:
 @keras_to_torch("ops.Take")
 def take(call: LayerCall) -> TVal:
     v, idx = call.args[0], call.args[1]
-    x = _keras(call, v)
-    index = _keras(call, idx)
+    x = call.ctx.operand(v)
+    index = call.ctx.operand(idx)
     if not isinstance(index, torch.fx.Proxy):
         index = call.ctx.as_operand(np.asarray(index, dtype=np.int64))
     else:

@@ -302,13 +302,8 @@ def _initial_states(call: LayerCall) -> list[Any] | None:
     if given is None:
         return None
     items = list(given) if isinstance(given, (list, tuple)) else [given]
-    out = []
-    for item in items:
-        if isinstance(item, TVal):
-            out.append(call.ctx.keras_layout(item) if item.live else call.ctx.as_operand(np.asarray(item.const)))
-        else:
-            out.append(call.ctx.as_operand(np.asarray(item, dtype=np.float32)))
-    return out
+    return [call.ctx.operand(item if isinstance(item, TVal) else np.asarray(item, dtype=np.float32))
+            for item in items]
 
 
 def _hx(spec: _Spec, states: list[Any] | None, reverse: list[Any] | None = None) -> Any:
