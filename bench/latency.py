@@ -1,10 +1,10 @@
 """Converted-model CPU latency as a ratio to the source PyTorch model, measured in one run.
 
-    .venv/bin/python bench/latency.py [--rounds 5] [--models resnet18,llama-tiny]
+    .venv/bin/python bench/latency.py [--seconds 6] [--models resnet18,llama-tiny]
 
 Machines are noisy, so each model is converted once and then source and converted runtimes are
-timed in interleaved rounds (torch, Keras, SavedModel, torch, ...) in this one process, and the
-ratio of medians is printed. Only ratios are meaningful across machines; the target is <= 1.5x.
+called in turn (torch, Keras, SavedModel, torch, ...) in this one process, so all of them see the
+same drift in machine speed, and the ratio of median call times is printed. Only ratios are meaningful across machines; the target is <= 1.5x.
 The last column is the SavedModel written with `--jit` (serving function compiled with XLA).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,13 +35,13 @@ def build(name: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet18,llama-tiny")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=6.0, help="timing budget per model")
     args = ap.parse_args()
 
     import porttax
     from porttax.parity import make_inputs
     from porttax.parity.runners import KerasRunner, SavedModelRunner, TorchRunner
-    from porttax.tax import time_call
+    from porttax.tax import time_interleaved
 
     torch = import_torch()
     import_tf()
@@ -66,11 +65,8 @@ def main() -> None:
                 "savedmodel": SavedModelRunner(res.output),
                 "jit": SavedModelRunner(jit.output),
             }
-            samples: dict[str, list[float]] = {k: [] for k in runners}
-            for _ in range(args.rounds):
-                for key, runner in runners.items():
-                    samples[key].append(time_call(lambda r=runner: r.run(inputs), budget_s=0.5))
-            med = {k: statistics.median(v) for k, v in samples.items()}
+            med = time_interleaved({k: (lambda r=r: r.run(inputs)) for k, r in runners.items()},
+                                   budget_s=args.seconds)
             print(f"{name:<12} {med['torch']:9.2f} {med['keras']:9.2f} {med['keras'] / med['torch']:5.2f}x "
                   f"{med['savedmodel']:14.2f} {med['savedmodel'] / med['torch']:5.2f}x "
                   f"{med['jit']:12.2f} {med['jit'] / med['torch']:5.2f}x", flush=True)

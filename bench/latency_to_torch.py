@@ -1,18 +1,18 @@
 """Keras → PyTorch: converted-module CPU latency as a ratio to the Keras model on TensorFlow, in one run.
 
-    .venv/bin/python bench/latency_to_torch.py [--rounds 5] [--models mobilenet_v2,lstm_text]
+    .venv/bin/python bench/latency_to_torch.py [--seconds 6] [--models mobilenet_v2,lstm_text]
 
 Each model is built with a fixed seed, converted once (parity must pass), then the Keras model (called
 through a tf.function, as porttax's parity runner and TF Serving call it), the converted torch module
-(eager) and the `.pt2` reloaded with torch.export.load are timed in interleaved rounds in this process;
-the ratio of medians is printed. Only ratios mean anything across machines; the target is <= 1.5x.
+(eager) and the `.pt2` reloaded with torch.export.load are timed in short alternating blocks in this
+process, so all see the same drift in machine speed; the ratio of medians is printed. Only ratios
+mean anything across machines; the target is <= 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -45,13 +45,13 @@ def build(name: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mobilenet_v2,lstm_text")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=6.0, help="timing budget per model")
     args = ap.parse_args()
 
     import porttax
     from porttax.parity import make_inputs
     from porttax.parity.runners import KerasRunner, TorchRunner
-    from porttax.tax import time_call
+    from porttax.tax import time_interleaved
 
     torch = import_torch()
     print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
@@ -69,11 +69,8 @@ def main() -> None:
                 "torch": TorchRunner(res.torch_module, names),
                 "pt2": TorchRunner(torch.export.load(str(res.output)), names),
             }
-            samples: dict[str, list[float]] = {k: [] for k in runners}
-            for _ in range(args.rounds):
-                for key, runner in runners.items():
-                    samples[key].append(time_call(lambda r=runner: r.run(inputs), budget_s=0.5))
-            med = {k: statistics.median(v) for k, v in samples.items()}
+            med = time_interleaved({k: (lambda r=r: r.run(inputs)) for k, r in runners.items()},
+                                   budget_s=args.seconds)
             print(f"{name:<14} {med['keras']:12.2f} {med['torch']:9.2f} {med['torch'] / med['keras']:5.2f}x "
                   f"{med['pt2']:8.2f} {med['pt2'] / med['keras']:5.2f}x", flush=True)
 

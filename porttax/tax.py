@@ -13,7 +13,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 @dataclass
@@ -83,6 +83,35 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, bud
         fn()
         times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, block_s: float = 0.05, budget_s: float = 6.0,
+                     min_blocks: int = 5) -> dict[str, float]:
+    """Median wall time in milliseconds of each callable, timed in short alternating blocks.
+
+    Benchmarks report ratios between runtimes, and a shared machine drifts in speed over seconds:
+    blocks of `block_s` taken in turn (a, b, c, a, b, c, ...) expose every runtime to the same drift.
+    Blocks rather than single calls, because each runtime's worker threads keep spinning briefly after
+    a call and would slow the next runtime; the first call of each block is dropped for that reason.
+    """
+    for fn in fns.values():
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    blocks = 0
+    while blocks < min_blocks or time.perf_counter() - start < budget_s:
+        for key, fn in fns.items():
+            fn()
+            block_start = time.perf_counter()
+            while True:
+                t = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t)
+                if t - block_start >= block_s:
+                    break
+        blocks += 1
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
 def size_on_disk(path: str | Path) -> int:

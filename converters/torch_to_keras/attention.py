@@ -9,6 +9,7 @@ repeats each key/value head for its group of query heads.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -32,31 +33,73 @@ def sdpa(call: Call) -> Val:
     # q/k/v projections produce them): einsum subscripts absorb the permutation, so the head transposes
     # the source model computes are never materialised.
     batch = "zyxw"[: qv.rank - 3]
-    head, q_sub, k_sub, v_sub = batch + "h", batch + "hle", batch + "hse", batch + "hsv"
+    mask = None
+    if call.has("attn_mask"):
+        m = call.val("attn_mask")
+        mask = call.ctx.torch_layout(m) if isinstance(m, Val) and m.live else const_to_numpy(m.const)
+    kv, vv, groups = _shared_kv_heads(call, qv, kv, vv, mask)
+    # Query heads sharing one key/value head become an extra "g" axis beside that head's "k" axis, so
+    # grouped-query attention reads each key/value head once instead of repeating it per query head.
+    q_heads = "kg" if groups > 1 else "h"
+    kv_head = "k" if groups > 1 else "h"
+    q_in = layout_letters(batch + "hle", qv.perm).replace("h", q_heads)
+    k_in = layout_letters(batch + "hse", kv.perm).replace("h", kv_head)
+    v_in = layout_letters(batch + "hsv", vv.perm).replace("h", kv_head)
     q, k, v = qv.tensor, kv.tensor, vv.tensor
-    q_in, k_in, v_in = (layout_letters(sub, val.perm) for sub, val in ((q_sub, qv), (k_sub, kv), (v_sub, vv)))
-    if call.args.get("enable_gqa") and kv.shape[-3] != qv.shape[-3]:
+    if groups > 1:
+        held = [qv.shape[p] for p in (qv.perm or range(qv.rank))]
+        h_at = layout_letters(batch + "hle", qv.perm).index("h")
+        q = ops.reshape(q, held[:h_at] + [held[h_at] // groups, groups] + held[h_at + 1:])
+        if mask is not None and len(mask.shape) >= 3:
+            mask = ops.expand_dims(mask, -3) if not isinstance(mask, np.ndarray) else np.expand_dims(mask, -3)
+    elif call.args.get("enable_gqa") and kv.shape[-3] != qv.shape[-3]:
         rep = qv.shape[-3] // kv.shape[-3]
         k = ops.repeat(k, rep, axis=k_in.index("h"))
         v = ops.repeat(v, rep, axis=v_in.index("h"))
-    scores_sub = head + "ls"
+    scores_sub = batch + q_heads + "ls"
     # The empty "..." keeps Keras' TF backend from rewriting these equations into Transpose + MatMul
     # (it does for a fixed list of spellings); TF's own Einsum kernel is several times faster here.
     scores = ops.multiply(ops.einsum(f"...{q_in},...{k_in}->...{scores_sub}", q, k), scale)
     neg = np.float32(-np.inf)
     if call.args.get("is_causal"):
-        causal = np.tril(np.ones((L, S), dtype=bool))
-        scores = ops.where(causal, scores, neg)
-    if call.has("attn_mask"):
-        m = call.val("attn_mask")
-        mask = call.ctx.torch_layout(m) if isinstance(m, Val) and m.live else const_to_numpy(m.const)
+        # A constant mask is added as 0 / -inf rather than selected: the same numbers (x + 0 == x), and
+        # TF's broadcasting SelectV2 kernel is an order of magnitude slower than a broadcast add.
+        scores = ops.add(scores, np.where(np.tril(np.ones((L, S), dtype=bool)), np.float32(0), neg))
+    if mask is not None:
         if "bool" in str(mask.dtype):  # a bool mask selects, a float mask adds
-            scores = ops.where(mask, scores, neg)
+            if isinstance(mask, np.ndarray):
+                scores = ops.add(scores, np.where(mask, np.float32(0), neg))
+            else:
+                scores = ops.where(mask, scores, neg)
         else:
             scores = ops.add(scores, mask)
     weights = ops.softmax(scores, axis=-1)
     # The output keeps the query's layout, so the source's usual `.transpose(1, 2).reshape(...)` after
     # attention becomes a free relabelling instead of a transpose.
     out_perm = qv.perm
-    out_sub = layout_letters(batch + "hlv", out_perm)
-    return live_val(ops.einsum(f"...{scores_sub},...{v_in}->...{out_sub}", weights, v), call.out_shape, out_perm)
+    out_sub = layout_letters(batch + "hlv", out_perm).replace("h", q_heads)
+    out = ops.einsum(f"...{scores_sub},...{v_in}->...{out_sub}", weights, v)
+    if groups > 1:
+        out = ops.reshape(out, [call.out_shape[p] for p in (out_perm or range(len(call.out_shape)))])
+    return live_val(out, call.out_shape, out_perm)
+
+
+def _shared_kv_heads(call: Call, qv: Val, kv: Val, vv: Val, mask: Any) -> tuple[Val, Val, int]:
+    """(keys, values, query heads per key/value head) for attention computed without repeated heads.
+
+    Keys and values the source repeated with `repeat_interleave` along the head axis are read from
+    before the repeat (kv head j serves query heads j*g ... j*g+g-1, the order the split "kg" axis
+    keeps); `enable_gqa` needs no repeat at all. A mask with its own per-head values keeps the plain
+    path, as it would need splitting too.
+    """
+    head_axis = qv.rank - 3
+    if mask is not None and len(mask.shape) >= 3 and mask.shape[-3] not in (1, None):
+        return kv, vv, 1
+    if kv.repeat_of and vv.repeat_of:
+        (k_src, k_rep, k_axis), (v_src, v_rep, v_axis) = kv.repeat_of, vv.repeat_of
+        if (k_rep == v_rep and k_axis == v_axis == head_axis and k_src.rank == qv.rank
+                and k_src.shape[head_axis] * k_rep == qv.shape[head_axis] == kv.shape[head_axis]):
+            return k_src, v_src, k_rep
+    if call.args.get("enable_gqa") and kv.shape[head_axis] != qv.shape[head_axis]:
+        return kv, vv, qv.shape[head_axis] // kv.shape[head_axis]
+    return kv, vv, 1

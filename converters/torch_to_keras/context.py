@@ -74,6 +74,9 @@ class Val:
     param: str | None = None  # source state_dict key, when the constant is a parameter/buffer
     items: list["Val | None"] | None = None  # results of multi-output ops
     perm_from_source: bool = False  # the permutation is a permute the source model itself asked for
+    # (value, repeats, source dim) when this is value.repeat_interleave(repeats, dim): attention with
+    # grouped-query heads reads the unrepeated keys/values instead of materialising the copies
+    repeat_of: tuple["Val", int, int] | None = None
     _views: dict = field(default_factory=dict)
 
     @property

@@ -481,6 +481,19 @@ SAMPLES: list[Sample] = [
     Sample("sdpa_gqa", ("aten.scaled_dot_product_attention",),
            _fn(lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)),
            _x((2, 4, 5, 4), (2, 2, 5, 4), (2, 2, 5, 4))),
+    Sample("sdpa_gqa_bool_mask", ("aten.scaled_dot_product_attention",),
+           _fn(lambda m, q, k, v, mask: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)),
+           lambda: (torch.randn(2, 6, 5, 4), torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4),
+                    torch.rand(2, 1, 5, 7) > 0.3)),
+    Sample("sdpa_repeated_kv_heads", ("aten.repeat_interleave.self_int", "aten.scaled_dot_product_attention"),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(
+               q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), is_causal=True)),
+           _x((2, 6, 5, 4), (2, 2, 5, 4), (2, 2, 5, 4)), note="grouped-query attention as HF's repeat_kv"),
+    Sample("sdpa_repeated_kv_per_head_mask", ("aten.repeat_interleave.self_int", "aten.scaled_dot_product_attention"),
+           _fn(lambda m, q, k, v: F.scaled_dot_product_attention(
+               q, k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1), attn_mask=m.bias),
+               bias=lambda: torch.randn(4, 5, 6)),
+           _x((2, 4, 5, 4), (2, 2, 6, 4), (2, 2, 6, 4)), note="a per-head mask keeps the repeated heads"),
     # ---- compositions: layouts carried through several ops ----------------------------------------
     Sample("convnext_block",
            ("aten.conv2d", "aten.permute", "aten.layer_norm", "aten.linear", "aten.gelu", "aten.add"),

@@ -88,8 +88,13 @@ def repeat_interleave(call: Call) -> Val:
         repeats = repeats.const.cpu().numpy()
     axis = int(dim) % max(v.rank, 1)
     if perm is not None:
-        return live_val(call.ctx.ops.repeat(x, repeats, axis=perm.index(axis)), call.out_shape, perm)
-    return live_val(call.ctx.ops.repeat(x, repeats, axis=axis), call.out_shape)
+        out = live_val(call.ctx.ops.repeat(x, repeats, axis=perm.index(axis)), call.out_shape, perm)
+    else:
+        out = live_val(call.ctx.ops.repeat(x, repeats, axis=axis), call.out_shape)
+    uniform = np.unique(np.asarray(repeats).reshape(-1))
+    if v.live and uniform.size == 1 and int(uniform[0]) > 1 and call.args.get("dim") is not None:
+        out.repeat_of = (v, int(uniform[0]), axis)
+    return out
 
 
 @torch_to_keras("aten.cat", "aten.concat")
