@@ -324,10 +324,10 @@ def build_checkpoint(
     config_json = json.dumps({"arch": arch.name, **cfg.to_dict()}, indent=2, sort_keys=True)
 
     if suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from porttax.safetensors_file import write_safetensors
 
         metadata = {"format": "pt", "porttax.config": config_json}
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        _atomic_write(path, lambda tmp: write_safetensors(tensors, tmp, metadata))
     else:
         _atomic_write(path, lambda tmp: torch.save(tensors, tmp))
     _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(config_json + "\n"))

@@ -1,7 +1,7 @@
 """The `porttax` command line: argument parsing and exit codes only; the work is in the library.
 
 Exit codes: 0 success, 1 parity failed, 2 bad input (unreadable file, unsupported op, existing output),
-3 internal error (a porttax bug), 130 interrupted.
+3 internal error (a porttax bug), 130 interrupted (Ctrl-C / SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -119,11 +119,32 @@ def _add_parity_parser(sub: Any) -> None:
     o.add_argument("-q", "--quiet", action="store_true", help="no progress or table; reports and exit code only")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so every temporary output is removed on the way out."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 2
+    import signal
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    try:
+        return _dispatch(args)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "convert":
             return _convert(args)
@@ -134,9 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PorttaxError as exc:
         print(f"porttax: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("porttax: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signal_name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("interrupt", 130)
+        print(f"porttax: stopped by {signal_name}; no output was written and temporary files were removed",
+              file=sys.stderr)
+        return code
     except Exception:  # a bug in porttax or a framework, not bad input and not drift: say so
         import traceback
 

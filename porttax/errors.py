@@ -14,12 +14,30 @@ class PorttaxError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        self.message = message
         self.path = path
         self.hint = hint
         parts = [f"{path}: {message}" if path else message]
         if hint:
             parts.append(f"What to do: {hint}")
         super().__init__("\n".join(parts))
+
+
+    def at(self, path: str) -> "PorttaxError":
+        """The same error, naming `path` when the code that raised it did not know the file."""
+        if self.path is not None:
+            return self
+        return type(self)(self.message, path=path, hint=self.hint)
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """A framework exception as one short line: errors must stay one readable paragraph, and Keras and
+    TensorFlow put whole configs and stack dumps into theirs."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    if text.endswith(":") and len(lines) > 1:  # "Example error message for ...:" introduces the cause
+        text = f"{text} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class InputError(PorttaxError):
@@ -36,6 +54,10 @@ class UnsupportedError(PorttaxError):
 
 class OutputExistsError(PorttaxError):
     """The output path exists and --force was not given."""
+
+
+class OutputError(PorttaxError):
+    """The output could not be written: no space, no permission, or its parent is not a directory."""
 
 
 class ParityFailure(Exception):

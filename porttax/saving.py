@@ -7,6 +7,7 @@ then only after the new one is whole.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -14,7 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from porttax.errors import InputError, OutputExistsError
+from porttax.errors import OutputError, OutputExistsError
+
+
+# errno values that mean "the output could not be written", not "porttax has a bug"
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+_WRITE_WORDS = ("No space left", "File too large", "Disk quota", "Permission denied", "Read-only file system")
 
 
 def check_output(path: str | os.PathLike[str], force: bool) -> Path:
@@ -24,37 +30,90 @@ def check_output(path: str | os.PathLike[str], force: bool) -> Path:
         raise OutputExistsError("output already exists", path=str(out),
                                 hint="pass --force to replace it, or choose another -o path")
     parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise InputError("the output's parent is not a directory", path=str(parent))
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise OutputError("the output's parent is not a directory", path=str(existing),
+                          hint="choose an -o path inside a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError("the output directory is not writable", path=str(existing),
+                          hint="choose an -o path in a directory you can write to")
     return out
 
 
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success it replaces `path`, on any error it is removed.
+    """Yield a temporary sibling path; on success it becomes `path`, on any error or signal it is removed.
 
     The temporary name keeps the final suffix (Keras insists on `.keras`) and starts with a dot so
-    half-written artefacts are hidden and never mistaken for results.
+    half-written artefacts are hidden and never mistaken for results. Without `force` the rename
+    never replaces anything, even an output another process finished meanwhile (two conversions
+    racing for one path: one wins, the other reports it). A write that fails for lack of space or
+    permission surfaces as `OutputError`, whatever library was writing.
     """
     final = check_output(path, force)
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.stem}.porttax-tmp-{uuid.uuid4().hex[:8]}{final.suffix}")
     try:
-        yield tmp
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+        except BaseException as exc:
+            failure = _write_failure(exc)
+            if failure is None:
+                raise
+            raise OutputError(f"could not write the output: {failure}", path=str(final),
+                              hint="free space or choose another -o location, then run again") from exc
         if not tmp.exists():
             raise RuntimeError(f"nothing was written to {tmp}")
-        if final.exists():
-            if not force:
-                raise OutputExistsError("output appeared while converting", path=str(final),
-                                        hint="pass --force to replace it")
-            backup = final.with_name(f".{final.name}.porttax-old-{uuid.uuid4().hex[:8]}")
-            os.replace(final, backup)
-            os.replace(tmp, final)
-            _remove(backup)
-        else:
-            os.replace(tmp, final)
+        _publish(tmp, final, force)
     finally:
         _remove(tmp)
+
+
+def _publish(tmp: Path, final: Path, force: bool) -> None:
+    if force and final.exists():
+        backup = final.with_name(f".{final.name}.porttax-old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, backup)
+        os.replace(tmp, final)
+        _remove(backup)
+        return
+    try:
+        if tmp.is_dir():
+            os.rename(tmp, final)  # fails when `final` is a file or a non-empty directory
+        else:
+            os.link(tmp, final)  # fails when `final` exists, atomically: never replaces a file
+    except FileExistsError:
+        raise OutputExistsError("output appeared while converting (another run wrote it first)",
+                                path=str(final), hint="pass --force to replace it") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise OutputExistsError("output appeared while converting (another run wrote it first)",
+                                    path=str(final), hint="pass --force to replace it") from None
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+            raise
+        if final.exists():  # a filesystem without hard links: check, then rename
+            raise OutputExistsError("output appeared while converting", path=str(final),
+                                    hint="pass --force to replace it") from None
+        os.replace(tmp, final)
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """The reason a write failed for lack of space or permission, searched through the exception chain.
+
+    TensorFlow, h5py, zipfile and torch each wrap OS errors in their own types; the errno or its
+    message survives somewhere in the chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _WRITE_ERRNOS:
+            return current.strerror or str(current)
+        text = str(current)
+        for words in _WRITE_WORDS:
+            if words in text:
+                return words
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _remove(path: Path) -> None:
@@ -143,8 +202,8 @@ def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[s
     torch = import_torch()
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     if fmt == "safetensors":
-        from safetensors.torch import save_file
+        from porttax.safetensors_file import write_safetensors
 
-        save_file(tensors, str(path), metadata=metadata or {})
+        write_safetensors(tensors, path, metadata)
     else:
         torch.save(tensors, str(path))

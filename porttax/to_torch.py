@@ -46,6 +46,7 @@ def convert_keras(
     progress = progress or QUIET
     if target not in TORCH_TARGETS:
         raise InputError(f"a Keras model converts to {', '.join(TORCH_TARGETS)}; got {target!r}",
+                         path=str(source) if isinstance(source, (str, Path)) else None,
                          hint="Keras → Keras/SavedModel is not a port; save it with Keras itself")
     if output is not None:
         want = _SUFFIX[target]
