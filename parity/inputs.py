@@ -8,13 +8,15 @@ seed gives the same arrays in every process (no use of Python's salted `hash`).
 from __future__ import annotations
 
 import re
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from porttax.errors import InputError
+from porttax.errors import InputError, brief
+from porttax.file_checks import check_zip
 from porttax.types import TensorSpec
 
 DEFAULT_INT_RANGE: tuple[int, int] = (0, 10)  # integer inputs without a value_range: small ids/indices
@@ -84,14 +86,19 @@ def load_npz_cases(path: str | Path) -> list[dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise InputError("no such input file", path=str(path))
+    if not zipfile.is_zipfile(path):
+        raise InputError("not an .npz file (not a zip archive)", path=str(path),
+                         hint="write the cases with np.savez(path, name=array, ...)")
+    check_zip(path, what=".npz input file")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except ValueError as exc:  # object arrays need pickle
-        raise InputError(f"cannot read inputs: {exc}", path=str(path),
+        raise InputError(f"cannot read inputs: {brief(exc)}", path=str(path),
                          hint="save plain numeric arrays (np.savez) without object dtype") from exc
-    except (OSError, EOFError) as exc:  # not a zip / truncated
-        raise InputError(f"not a readable .npz file: {exc}", path=str(path)) from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:  # not a zip / truncated
+        raise InputError(f"not a readable .npz file: {brief(exc)}", path=str(path),
+                         hint="write the cases with np.savez(path, name=array, ...)") from exc
     if not arrays:
         raise InputError("the .npz file holds no arrays", path=str(path))
     matched = {k: _CASE_KEY.match(k) for k in arrays}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from porttax._frameworks import import_keras
-from porttax.errors import InputError, UntrustedInputError
+from porttax.errors import InputError, UntrustedInputError, brief
 from porttax.types import TensorSpec
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -79,13 +79,22 @@ def load_keras_source(source: Any, *, trust_code: bool = False) -> KerasSource:
                      hint="use a .keras or .h5 file, or a SavedModel directory")
 
 
+_LOAD_HINT = ("re-save the model with model.save('name.keras'); a model with custom layers needs their classes "
+              "registered (keras.saving.register_keras_serializable) before it loads")
+
+
 def load_keras_file(path: Path, trust_code: bool = False) -> Any:
     """A `.keras` or `.h5` model, loaded in safe mode unless `trust_code` (the one place Keras files load)."""
     keras = import_keras()
     kind = "keras" if path.suffix.lower() == ".keras" else "h5"
-    if kind == "keras" and not zipfile.is_zipfile(path):
-        raise InputError("not a .keras archive (not a zip file)", path=str(path),
-                         hint="re-save it with model.save('name.keras')")
+    config: Any = None
+    if kind == "keras":
+        from porttax.file_checks import check_zip
+
+        if not zipfile.is_zipfile(path):
+            raise InputError("not a .keras archive (not a zip file)", path=str(path),
+                             hint="re-save it with model.save('name.keras')")
+        config = _archive_config(path)
     if kind == "h5" and not _is_hdf5(path):
         raise InputError("not an HDF5 file", path=str(path))
     try:
@@ -93,18 +102,53 @@ def load_keras_file(path: Path, trust_code: bool = False) -> Any:
     except ValueError as exc:
         text = str(exc)
         if not trust_code and ("safe_mode" in text or "Lambda" in text or "lambda" in text):
+            names = _code_layers(config) if kind == "keras" else []
+            which = f"layer {', '.join(repr(n) for n in names)}" if names else "a Lambda layer or similar"
             raise UntrustedInputError(
-                "the model stores Python code (a Lambda layer or similar); loading it would run that code",
+                f"the model stores Python code ({which}); loading it would run that code",
                 path=str(path), hint="pass --trust-code only if you trust where the file came from; porttax "
                 "still cannot convert the code itself, so expect an error naming the layer") from exc
-        raise InputError(f"cannot load Keras model: {text}", path=str(path)) from exc
+        raise InputError(f"cannot load Keras model: {brief(exc)}", path=str(path), hint=_LOAD_HINT) from exc
     except Exception as exc:  # keras raises TypeError/OSError/KeyError with no path in the message
-        raise InputError(f"cannot load Keras model ({type(exc).__name__}: {exc})", path=str(path),
-                         hint="custom layers need their classes registered (keras.saving.register_keras_serializable) "
-                         "before loading") from exc
+        raise InputError(f"cannot load Keras model ({type(exc).__name__}: {brief(exc)})", path=str(path),
+                         hint=_LOAD_HINT) from exc
     if isinstance(model, list) or not hasattr(model, "layers"):
         raise InputError("the file holds no Keras model (only weights?)", path=str(path))
     return model
+
+
+def _archive_config(path: Path) -> Any:
+    """The archive's config.json, checked as data before Keras deserialises anything from it."""
+    from porttax.file_checks import check_zip
+
+    members = check_zip(path, what="Keras archive")
+    if "config.json" not in members:
+        raise InputError("the Keras archive has no config.json", path=str(path),
+                         hint="re-save the model with model.save('name.keras')")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"config.json inside the archive is not valid JSON ({brief(exc)})", path=str(path),
+                         hint="re-save the model with model.save('name.keras')") from None
+
+
+def _code_layers(config: Any) -> list[str]:
+    """Names of the layers whose config carries Python code (Lambda and its kin)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") in ("Lambda", "TFOpLambda") and isinstance(node.get("config"), dict):
+                found.append(str(node["config"].get("name", node.get("name", "?"))))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
 
 
 def _mark_porttax_names(model: Any, layer_map: Any) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from porttax._frameworks import import_torch
-from porttax.errors import InputError, UntrustedInputError
+from porttax.errors import InputError, PorttaxError, UntrustedInputError, brief
+from porttax.file_checks import check_safetensors, check_zip
 from porttax.types import TensorSpec
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -154,28 +155,41 @@ def load_torch_source(
 
     path = Path(source)
     if not path.exists():
-        raise InputError("no such file or directory", path=str(path))
+        raise InputError("no such file or directory", path=str(path), hint="check the path and the working directory")
     if path.is_dir():
         raise InputError("a directory is not a PyTorch model file", path=str(path),
                          hint="pass a .pt2, .pt/.pth or .safetensors file")
     suffix = path.suffix.lower()
     if suffix == ".pt2":
+        check_zip(path, what="torch.export archive")
         try:
             program = torch.export.load(str(path))
         except Exception as exc:
-            raise InputError(f"not a readable torch.export archive ({type(exc).__name__}: {exc})",
+            raise InputError(f"not a readable torch.export archive ({type(exc).__name__}: {brief(exc)})",
                              path=str(path), hint="re-save it with torch.export.save(program, path)") from exc
         return TorchSource(program, program, specs_from_program(program), _example_of(program),
                            "pt2", str(path))
     if suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        check_safetensors(path)  # header, dtypes, spans: before the library maps a single byte
         try:
             state = load_file(str(path))
         except Exception as exc:
-            raise InputError(f"not a valid safetensors file ({exc})", path=str(path)) from exc
+            raise InputError(f"not a valid safetensors file ({brief(exc)})", path=str(path),
+                             hint="re-save the tensors with safetensors' save_file") from exc
         return _from_state_dict(state, path, arch, config, example_inputs, input_shapes, input_dtypes)
     if suffix in TORCH_SUFFIXES:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if zipfile.is_zipfile(path):
+            check_zip(path, what="PyTorch checkpoint")
+        elif magic.startswith(b"PK"):
+            raise InputError("a truncated or corrupt zip archive (no central directory)", path=str(path),
+                             hint="the download or copy was cut short: fetch the file again")
+        elif not magic.startswith(b"\x80"):  # torch.save writes a zip, or (legacy) a pickle: protocol byte
+            raise InputError("not a PyTorch checkpoint (neither a zip archive nor a pickle)", path=str(path),
+                             hint="porttax reads torch.save / torch.export.save output, and .safetensors")
         if _is_torchscript(path):
             raise InputError("this is a TorchScript archive (torch.jit.save); porttax does not read "
                              "TorchScript yet", path=str(path),
@@ -192,8 +206,9 @@ def load_torch_source(
                     "its state_dict and pass --arch/--config") from exc
             obj = _load_trusted(path)
         except Exception as exc:
-            raise InputError(f"not a readable PyTorch file ({type(exc).__name__}: {exc})",
-                             path=str(path)) from exc
+            raise InputError(f"not a readable PyTorch file ({type(exc).__name__}: {brief(exc)})",
+                             path=str(path), hint="re-save it with torch.save(model.state_dict(), path) or "
+                             "torch.export.save") from exc
         if isinstance(obj, torch.nn.Module):
             example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, config)
             if example is None:
@@ -205,10 +220,12 @@ def load_torch_source(
         if isinstance(obj, dict):
             state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), dict) else obj
             return _from_state_dict(state, path, arch, config, example_inputs, input_shapes, input_dtypes)
-        raise InputError(f"the file holds a {type(obj).__name__}, not a model or state_dict", path=str(path))
+        raise InputError(f"the file holds a {type(obj).__name__}, not a model or state_dict", path=str(path),
+                         hint="save a state_dict (torch.save(model.state_dict(), path)) or an exported "
+                         "program (torch.export.save)")
     raise InputError(f"unknown model file type {suffix!r}", path=str(path),
-                     hint="porttax reads .pt2, .pt/.pth (state_dict, or a pickled module with "
-                     "--trust-pickle) and .safetensors")
+                     hint="porttax reads .pt2, .pt/.pth/.bin (state_dict, or a pickled module with "
+                     "--trust-pickle), .safetensors, .keras, .h5 and SavedModel directories")
 
 
 def _load_trusted(path: Path) -> Any:
@@ -248,9 +265,10 @@ def _read_config(config: dict[str, Any] | str | Path | None) -> dict[str, Any] |
     try:
         return json.loads(p.read_text())
     except FileNotFoundError:
-        raise InputError("config file not found", path=str(p)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"config is not valid JSON ({exc})", path=str(p)) from None
+        raise InputError("config file not found", path=str(p), hint="check the --config path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"config is not valid JSON ({exc})", path=str(p),
+                         hint="--config takes a JSON object such as {\"hidden_size\": 64}") from None
 
 
 def _resolve_example(example_inputs: Sequence[Any] | None, input_shapes: Sequence[Sequence[int]] | None,
@@ -285,7 +303,10 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
             f"(presets: {', '.join(models.list_presets())})")
     if cfg is not None:
         cfg = {k: v for k, v in cfg.items() if k != "arch"}
-    module = models.load_state_dict_model(arch, cfg, state)
+    try:
+        module = models.load_state_dict_model(arch, cfg, state)
+    except PorttaxError as exc:
+        raise exc.at(str(path)) from None
     example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, cfg)
     program = export_module(module, example, str(path))
     return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path))
