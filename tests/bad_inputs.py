@@ -114,13 +114,13 @@ def small_keras(d: Path, name: str = "model.keras") -> Path:
     return path
 
 
-def lambda_keras(d: Path, canary: Path) -> Path:
-    """A .keras file whose Lambda layer creates `canary` whenever its code runs (it runs once at save)."""
+def lambda_keras(d: Path, canary: Path, suffix: str = ".keras") -> Path:
+    """A Keras file whose Lambda layer creates `canary` whenever its code runs (it runs once at save)."""
     keras = import_keras()
     fn = eval(f"lambda x: x + float(__import__('pathlib').Path({str(canary)!r}).touch() or 0)")  # noqa: S307
     inp = keras.Input((4,), name="x")
     model = keras.Model(inp, keras.layers.Lambda(fn, name="payload")(keras.layers.Dense(3)(inp)))
-    path = d / "lambda.keras"
+    path = d / f"lambda{suffix}"
     model.save(path)
     canary.unlink(missing_ok=True)
     return path
@@ -381,6 +381,12 @@ def torchscript_archive(d):
 @case("keras", "payload")
 def keras_lambda_untrusted(d):
     p = lambda_keras(d, d / CANARY)
+    return convert(p, d, out="out.pt2"), p
+
+
+@case("keras")
+def h5_lambda_untrusted(d):
+    p = lambda_keras(d, d / CANARY, suffix=".h5")
     return convert(p, d, out="out.pt2"), p
 
 

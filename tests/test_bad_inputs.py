@@ -122,3 +122,20 @@ def test_poisoned_inputs_never_pass_parity(tmp_path: Path, capsys: pytest.Captur
     code = cli.main(["parity", str(ckpt), str(ckpt), "--inputs", str(cases), "-q", "--json", str(tmp_path / "r.json")])
     assert code == 1
     assert '"passed": false' in (tmp_path / "r.json").read_text()
+
+
+@pytest.mark.parametrize("name", ["st_overlapping_spans", "pickle_module_payload_untrusted", "keras_zip_bomb",
+                                  "onnx_external_data_symlink_escape"])
+def test_catalog_cases_in_a_real_process(name: str, tmp_path: Path) -> None:
+    """The same observables from `python -m porttax.cli`, where framework logging and the real exit path apply."""
+    from conftest import run_cli
+
+    case = next(c for c in CASES if c.name == name)
+    folder = tmp_path / "case"
+    folder.mkdir()
+    argv, culprit = case.build(folder)
+    result = run_cli(*argv, timeout=TIME_BOUND_S * 3)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert str(culprit) in _error_paragraph(result.stderr)
+    assert not (folder / CANARY).exists() and not (folder / "out.keras").exists()
