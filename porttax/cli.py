@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Convert a model and check parity on seeded inputs. "
                        "Exit 0 ok, 1 parity failed, 2 bad input.")
     c.add_argument("source", help="PyTorch: .pt2 (torch.export), .pt/.pth (state_dict, or pickled module with "
-                   "--trust-pickle) or .safetensors (with --arch or a <name>.config.json beside it). "
+                   "--trust-pickle), .safetensors (with --arch or a <name>.config.json beside it) or a Hugging Face "
+                   "folder (config.json + safetensors shards). "
                    "Keras: .keras, .h5, or a SavedModel directory written by porttax")
     c.add_argument("--to", choices=["keras", "savedmodel", "torch", "safetensors", "state_dict"],
                    help="target format (default: from -o's suffix)")

@@ -157,8 +157,15 @@ def load_torch_source(
     if not path.exists():
         raise InputError("no such file or directory", path=str(path), hint="check the path and the working directory")
     if path.is_dir():
-        raise InputError("a directory is not a PyTorch model file", path=str(path),
-                         hint="pass a .pt2, .pt/.pth or .safetensors file")
+        from porttax.hf_folder import is_hf_folder, read_hf_folder
+
+        if is_hf_folder(path):
+            arch_name, hf_config, state = read_hf_folder(path, arch)
+            return _from_state_dict(state, path, arch_name, config if config is not None else hf_config,
+                                    example_inputs, input_shapes, input_dtypes)
+        raise InputError("a directory that is neither a SavedModel nor a Hugging Face checkpoint folder",
+                         path=str(path), hint="pass a .pt2, .pt/.pth or .safetensors file, a SavedModel directory, "
+                         "or a folder with config.json and model.safetensors (or its index)")
     suffix = path.suffix.lower()
     if suffix == ".pt2":
         check_zip(path, what="torch.export archive")

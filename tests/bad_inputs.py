@@ -513,6 +513,116 @@ def onnx_garbage(d):
     return parity(p, p, d), p
 
 
+# --- Hugging Face folders -------------------------------------------------------------------------------
+
+def hf_llama_folder(d: Path, shard_size: str = "100KB") -> Path:
+    """A real Hugging Face folder: transformers' tiny random Llama, save_pretrained in safetensors shards."""
+    torch = import_torch()
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    folder = d / "hf_llama"
+    LlamaForCausalLM(config).eval().save_pretrained(folder, safe_serialization=True, max_shard_size=shard_size)
+    return folder
+
+
+def _edit_index(folder: Path, change: Callable[[dict], None]) -> Path:
+    index = folder / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    change(data["weight_map"])
+    index.write_text(json.dumps(data))
+    return index
+
+
+def _first_shard(folder: Path) -> str:
+    return sorted(json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"].values())[0]
+
+
+@case("hf", "..")
+def hf_shard_outside_folder(d):
+    folder = hf_llama_folder(d)
+    (d / "outside.safetensors").write_bytes((folder / _first_shard(folder)).read_bytes())
+    index = _edit_index(folder, lambda m: m.__setitem__("lm_head.weight", "../outside.safetensors"))
+    return convert(folder, d), index
+
+
+@case("hf", "symlinked.safetensors")
+def hf_shard_symlink_outside(d):
+    folder = hf_llama_folder(d)
+    shard = _first_shard(folder)
+    (d / "real.safetensors").write_bytes((folder / shard).read_bytes())
+    (folder / "symlinked.safetensors").symlink_to(d / "real.safetensors")
+    index = _edit_index(folder, lambda m: [m.__setitem__(k, "symlinked.safetensors")
+                                           for k, v in list(m.items()) if v == shard])
+    return convert(folder, d), index
+
+
+@case("hf", "model-99-of-99.safetensors")
+def hf_missing_shard(d):
+    folder = hf_llama_folder(d)
+    index = _edit_index(folder, lambda m: m.__setitem__("lm_head.weight", "model-99-of-99.safetensors"))
+    return convert(folder, d), index
+
+
+@case("hf")
+def hf_index_not_json(d):
+    folder = hf_llama_folder(d)
+    (folder / "model.safetensors.index.json").write_text("{weight_map")
+    return convert(folder, d), folder / "model.safetensors.index.json"
+
+
+@case("hf", "lm_head.weight")
+def hf_index_points_to_wrong_shard(d):
+    folder = hf_llama_folder(d)
+    def move(m):
+        other = next(v for v in sorted(set(m.values())) if v != m["lm_head.weight"])
+        m["lm_head.weight"] = other
+    return convert(folder, d), _edit_index(folder, move)
+
+
+@case("hf", "model.norm.weight")
+def hf_shard_holds_a_second_copy(d):
+    from safetensors.numpy import load_file, save_file
+
+    folder = hf_llama_folder(d)
+    weight_map = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    other = next(v for v in sorted(set(weight_map.values())) if v != weight_map["model.norm.weight"])
+    tensors = load_file(str(folder / other))
+    tensors["model.norm.weight"] = load_file(str(folder / weight_map["model.norm.weight"]))["model.norm.weight"]
+    save_file(tensors, str(folder / other))  # two shards now hold model.norm.weight; which one wins?
+    return convert(folder, d), folder / "model.safetensors.index.json"
+
+
+@case("hf", "model.layers.0.mlp.up_proj.weight")
+def hf_config_disagrees_with_tensors(d):
+    folder = hf_llama_folder(d)
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 200
+    (folder / "config.json").write_text(json.dumps(config))
+    return convert(folder, d), folder
+
+
+@case("hf", "gpt_neox")
+def hf_unknown_model_type(d):
+    folder = hf_llama_folder(d)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "gpt_neox"
+    (folder / "config.json").write_text(json.dumps(config))
+    return convert(folder, d), folder / "config.json"
+
+
+@case("hf")
+def hf_only_pickled_bin_weights(d):
+    torch = import_torch()
+    folder = d / "hf_bin"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    torch.save({"w": torch.zeros(2)}, folder / "pytorch_model.bin")
+    return convert(folder, d), folder
+
+
 # --- inputs and CLI misuse ------------------------------------------------------------------------------
 
 @case("cli")

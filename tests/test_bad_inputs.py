@@ -66,7 +66,7 @@ def test_bad_input_is_refused_cleanly(case: Case, tmp_path: Path, capsys: pytest
 def test_catalog_covers_every_family_with_forty_cases() -> None:
     counts = Counter(c.family for c in CASES)
     assert sum(counts.values()) >= 40
-    assert set(counts) == {"safetensors", "pickle", "keras", "onnx", "cli"}
+    assert set(counts) == {"safetensors", "pickle", "keras", "onnx", "hf", "cli"}
     assert len({c.name for c in CASES}) == len(CASES)
 
 
