@@ -19,6 +19,7 @@ import numpy as np
 
 from porttax._frameworks import import_keras, import_tf, import_torch
 from porttax.errors import InputError
+from porttax.savedmodel_checks import check_savedmodel_ops
 from porttax.types import Dim, Framework, TensorSpec
 
 
@@ -382,6 +383,7 @@ class SavedModelRunner(Runner):
         path = Path(path)
         if not (path / "saved_model.pb").is_file():
             raise InputError("not a SavedModel directory (no saved_model.pb)", path=str(path))
+        check_savedmodel_ops(path)  # its functions run below; refuse file I/O before any of them can
         try:
             self._loaded = tf.saved_model.load(str(path))
         except Exception as exc:

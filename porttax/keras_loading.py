@@ -166,6 +166,7 @@ def _is_hdf5(path: Path) -> bool:
 def _load_savedmodel(path: Path) -> Any:
     """A SavedModel porttax wrote: rebuild the Keras model from its stored config, weights by variable path."""
     from porttax._frameworks import import_tf
+    from porttax.savedmodel_checks import check_savedmodel_ops
 
     keras = import_keras()
     if not (path / "saved_model.pb").is_file():
@@ -183,6 +184,7 @@ def _load_savedmodel(path: Path) -> Any:
     except Exception as exc:
         raise InputError(f"cannot rebuild the Keras model from {KERAS_CONFIG} ({type(exc).__name__}: {exc})",
                          path=str(path)) from exc
+    check_savedmodel_ops(path)  # restoring runs the SavedModel's functions; refuse file I/O first
     tf = import_tf()
     loaded = tf.saved_model.load(str(path))
     stored = {v.name.rsplit(":", 1)[0]: v for v in getattr(loaded, "variables", [])}
