@@ -11,7 +11,7 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TARGETS = ("keras", "savedmodel", "torch", "safetensors", "state_dict")
+TARGETS = ("keras", "savedmodel", "onnx", "torch", "safetensors", "state_dict")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ConversionResult:
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
     if to is None:
         suffix = Path(str(output)).suffix.lower() if output is not None else ""
-        by_suffix = {".keras": "keras", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
+        by_suffix = {".keras": "keras", ".onnx": "onnx", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
                      ".pth": "state_dict"}
         if suffix in by_suffix:
             return by_suffix[suffix]
@@ -58,7 +58,7 @@ def infer_target(to: str | None, output: str | Path | None, keras_source: bool =
     to = to.lower().replace("_", "").replace("-", "")
     aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel",
                "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
-               "statedict": "state_dict"}
+               "statedict": "state_dict", "onnx": "onnx"}
     if to not in aliases:
         raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return aliases[to]
@@ -108,6 +108,9 @@ def convert(
     progress = progress or QUIET
     keras_source = is_keras_source(source)
     target = infer_target(to, output, keras_source)
+    if keras_source and target == "onnx":
+        raise InputError("Keras → ONNX is not built yet", path=str(source) if isinstance(source, (str, Path)) else None,
+                         hint="convert the Keras model --to torch, then that .pt2 --to onnx")
     if keras_source or target in ("torch", "safetensors", "state_dict"):
         if not keras_source:
             raise InputError(f"--to {target} takes a Keras source (.keras, .h5 or a SavedModel directory)",
@@ -122,6 +125,8 @@ def convert(
     if channels_first or trust_code:
         raise InputError("--channels-first and --trust-code apply to Keras sources",
                          hint="for a PyTorch source use --trust-pickle")
+    if target == "onnx" and output is None:
+        raise InputError("an ONNX model is written to disk; give an output path", hint="pass -o model.onnx")
     if target == "savedmodel" and output is None:
         raise InputError("a SavedModel is a directory on disk; give an output path", hint="pass -o DIR")
     if target == "keras" and output is not None and not str(output).endswith(".keras"):
@@ -142,6 +147,11 @@ def convert(
                             input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     progress.stage(f"captured {src.origin} with torch.export: {sig}")
+    if target == "onnx":
+        from porttax.to_onnx import convert_torch_to_onnx
+
+        return convert_torch_to_onnx(src, output=output, parity=parity, seeds=seeds, profile=profile,
+                                     measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     import_keras()
     progress.stage("converting ops to Keras layers")
     result = convert_exported_program(src.program, name=src.name, progress=progress.step)

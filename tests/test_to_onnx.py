@@ -1,0 +1,67 @@
+"""PyTorch → ONNX: every preset exports, passes onnx.checker and matches the source in onnxruntime;
+symbolic dims of a .pt2 stay symbolic in the ONNX graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from porttax import cli, models
+from porttax._frameworks import import_torch
+
+torch = import_torch()
+
+
+@pytest.mark.parametrize("preset", ["mlp-tiny", "resnet-tiny", "encoder-tiny", "llama-tiny", "llama-tiny-tied"])
+def test_preset_exports_to_onnx_with_parity(preset: str, tmp_path: Path) -> None:
+    import onnx
+
+    import porttax
+
+    module = models.build_model(preset)
+    example = models.example_inputs(preset, batch=2, seq=16)
+    out = tmp_path / f"{preset}.onnx"
+    result = porttax.convert(module, example_inputs=example, to="onnx", output=out, measure_latency=False)
+    assert result.passed, result.parity.summary_line()
+    assert result.tax.drift_rel_l2 <= 1e-5
+    onnx.checker.check_model(str(out))
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # one self-contained file, no temp left
+
+
+def test_symbolic_dims_of_a_pt2_stay_symbolic(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    model = models.build_model("llama-tiny")
+    ids = models.example_inputs("llama-tiny", batch=2, seq=16)
+    seq = torch.export.Dim("seq", min=2, max=64)
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(model, ids, dynamic_shapes=({0: batch, 1: seq},))
+    pt2 = tmp_path / "llama.pt2"
+    torch.export.save(program, str(pt2))
+    out = tmp_path / "llama.onnx"
+    assert cli.main(["convert", str(pt2), "-o", str(out), "-q", "--no-latency"]) == 0
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert all(d.dim_param and not d.dim_value for d in dims), dims
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for shape in [(1, 5), (3, 40)]:
+        x = torch.randint(0, 256, shape)
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            want = model(x).numpy()
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 1e-5
+
+
+def test_keras_source_to_onnx_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from porttax._frameworks import import_keras
+
+    keras = import_keras()
+    inp = keras.Input((4,))
+    path = tmp_path / "m.keras"
+    keras.Model(inp, keras.layers.Dense(2)(inp)).save(path)
+    assert cli.main(["convert", str(path), "--to", "onnx", "-o", str(tmp_path / "m.onnx"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Keras → ONNX is not built yet" in err and str(path) in err
+    assert not (tmp_path / "m.onnx").exists()
