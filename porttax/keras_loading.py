@@ -173,11 +173,13 @@ def _load_savedmodel(path: Path) -> Any:
         raise InputError("a directory must be a SavedModel (no saved_model.pb here)", path=str(path))
     config_file = path / KERAS_CONFIG
     if not config_file.is_file():
-        hint = ("this SavedModel was written by TF-Keras 2 (keras_metadata.pb); load it with tf_keras, "
-                "save it as .h5 or .keras, and convert that" if (path / "keras_metadata.pb").is_file() else
-                "a SavedModel without a Keras model inside is a bare graph with no layers to map; save the "
-                "Keras model as .keras and convert that, or use the ONNX road when it lands")
-        raise InputError("this SavedModel carries no Keras model configuration", path=str(path), hint=hint)
+        from porttax import keras2_savedmodel
+
+        if keras2_savedmodel.has_keras2_metadata(path):
+            return keras2_savedmodel.rebuild(path)
+        raise InputError("this SavedModel carries no Keras model configuration", path=str(path),
+                         hint="a SavedModel without a Keras model inside is a bare graph with no layers to map; "
+                         "save the Keras model as .keras and convert that, or use the ONNX road when it lands")
     try:
         config = json.loads(config_file.read_text())
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)

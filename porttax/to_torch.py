@@ -190,8 +190,12 @@ def _maybe_channels_first(runner: Any, result: Any) -> Any:
 
 
 def _source_runner(src: Any) -> Any:
-    from porttax.parity import KerasRunner
+    from porttax.parity import KerasRunner, SavedModelRunner
 
+    if src.origin == "savedmodel" and src.path and (Path(src.path) / "keras_metadata.pb").is_file():
+        # a TF-Keras 2 SavedModel was rebuilt in Keras 3; the reference is the graph TF-Keras itself wrote,
+        # so a config that Keras 3 reads differently shows up as drift instead of hiding in both sides
+        return SavedModelRunner(src.path, name=f"{src.name} (TF-Keras SavedModel)")
     return KerasRunner(src.model, [s.name for s in src.specs], compiled=True, name=f"{src.name} (Keras)")
 
 

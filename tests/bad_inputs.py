@@ -469,6 +469,15 @@ def savedmodel_corrupt_pb(d):
     return convert(sm, d, out="out.pt2"), sm
 
 
+@case("keras", "keras_metadata.pb")
+def keras2_metadata_garbage(d):
+    sm = d / "tf_keras_sm"
+    (sm / "variables").mkdir(parents=True)
+    (sm / "saved_model.pb").write_bytes(b"\x08\x01")
+    (sm / "keras_metadata.pb").write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + bytes(64))  # a length past the end
+    return convert(sm, d, out="out.pt2"), sm
+
+
 # --- ONNX ---------------------------------------------------------------------------------------------
 
 @case("onnx", "W")
