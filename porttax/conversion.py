@@ -105,9 +105,24 @@ def convert(
 
     from porttax.keras_loading import is_keras_source
 
+    from porttax.onnx_loading import is_onnx_source
+
     progress = progress or QUIET
     keras_source = is_keras_source(source)
+    onnx_source = is_onnx_source(source)
     target = infer_target(to, output, keras_source)
+    if onnx_source and target in ("torch", "safetensors", "state_dict", "onnx"):
+        if target != "torch" or output is None:
+            raise InputError(f"an ONNX model converts to keras, savedmodel or torch (.pt2); got {target!r}",
+                             path=str(source), hint="use --to torch -o model.pt2")
+        check_output(output, force)
+        from porttax.onnx_loading import convert_onnx_to_torch, load_onnx_source
+
+        t0 = time.perf_counter()
+        progress.stage(f"converting ONNX {source} to a torch module")
+        src, log = load_onnx_source(source)
+        return convert_onnx_to_torch(src, log, output=output, parity=parity, seeds=seeds, profile=profile,
+                                     measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if keras_source and target == "onnx":
         raise InputError("Keras → ONNX is not built yet", path=str(source) if isinstance(source, (str, Path)) else None,
                          hint="convert the Keras model --to torch, then that .pt2 --to onnx")
@@ -143,8 +158,13 @@ def convert(
 
     t0 = time.perf_counter()
     progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
-    src = load_torch_source(source, example_inputs=example_inputs, input_shapes=input_shapes,
-                            input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)
+    if onnx_source:
+        from porttax.onnx_loading import load_onnx_source
+
+        src = load_onnx_source(source)[0]
+    else:
+        src = load_torch_source(source, example_inputs=example_inputs, input_shapes=input_shapes,
+                                input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     progress.stage(f"captured {src.origin} with torch.export: {sig}")
     if target == "onnx":
@@ -206,6 +226,11 @@ def _artifact_runner(target: str, path: Path, src: Any) -> Any:
 
 def _source_runner(src: Any) -> Any:
     from porttax.parity import TorchRunner
+
+    if src.origin == "onnx":  # the reference is the ONNX file itself, as onnxruntime runs it
+        from porttax.parity.runners import OnnxRunner
+
+        return OnnxRunner(src.path, name=f"{src.name}.onnx")
 
     return TorchRunner(src.module, [s.name for s in src.specs], name=src.name)
 

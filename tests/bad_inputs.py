@@ -515,6 +515,14 @@ def onnx_external_data_past_end(d):
     return parity(p, p, d), p
 
 
+@case("onnx", "W")
+def onnx_convert_external_data_escape(d):
+    secret = d.parent / f"{d.name}-secret.bin"
+    secret.write_bytes(bytes(16))
+    p = onnx_with_external(d, f"../{secret.name}")
+    return convert(p, d, out="out.pt2"), p
+
+
 @case("onnx")
 def onnx_garbage(d):
     p = d / "model.onnx"

@@ -1,0 +1,159 @@
+"""State of one ONNX → PyTorch conversion: values by ONNX name, the fx graph being built, constants.
+
+A value is a `Const` (a NumPy array known at conversion time: initializers, `Constant` nodes, and
+anything computed only from them, such as the shape arithmetic exporters emit) or a `Live` fx node
+with its static shape. Converters read inputs with `call.const(i)` / `call.live(i)` and return
+fx nodes or constants.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Const:
+    value: np.ndarray
+
+
+@dataclass
+class Live:
+    node: Any  # torch.fx.Node
+    shape: tuple[int, ...] | None
+    dtype: str | None  # numpy dtype name
+
+
+def module_path(initializer: str | None, suffixes: tuple[str, ...] = (".weight", ".bias")) -> str | None:
+    """`layer1.0.conv1.weight` -> `layer1.0.conv1`: the module path torch's exporter kept in the name."""
+    if not initializer:
+        return None
+    for suffix in suffixes:
+        if initializer.endswith(suffix):
+            path = initializer[: -len(suffix)]
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", path):
+                return path
+    return None
+
+
+@dataclass
+class Context:
+    graph: Any  # torch.fx.Graph
+    root: Any  # torch.nn.Module that owns parameters, buffers and submodules
+    opset: int
+    shapes: dict[str, tuple[tuple[int, ...] | None, str | None]] = field(default_factory=dict)
+    consumers: dict[str, list[Any]] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)  # ONNX value name -> Const | Live
+    # constant value name -> the initializer it was computed from (a transposed weight keeps its name)
+    origin: dict[str, str] = field(default_factory=dict)
+    # output of a node an earlier converter fused into its layer -> (that layer, the fx node that replaces it)
+    absorbed: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
+
+    def unique(self, base: str) -> str:
+        name = re.sub(r"[^A-Za-z0-9_.]", "_", base).strip(".") or "module"
+        if name[0].isdigit():
+            name = f"m_{name}"
+        candidate, i = name, 1
+        while candidate in self._names or _exists(self.root, candidate):
+            i += 1
+            candidate = f"{name}_{i}"
+        self._names.add(candidate)
+        return candidate
+
+    def add_module(self, path: str, module: Any) -> str:
+        name = self.unique(path)
+        parent = self.root
+        *parents, leaf = name.split(".")
+        for part in parents:
+            if not hasattr(parent, part):
+                import torch
+
+                parent.add_module(part, torch.nn.Module())
+            parent = getattr(parent, part)
+        parent.add_module(leaf, module)
+        return name
+
+    def tensor(self, value: np.ndarray, hint: str = "const") -> Any:
+        """A constant as a graph value: a buffer on the root module (fx get_attr)."""
+        import torch
+
+        name = self.unique(f"_const_{hint}").replace(".", "_")
+        self.root.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)).clone(), persistent=False)
+        return self.graph.get_attr(name)
+
+
+def _exists(root: Any, dotted: str) -> bool:
+    obj = root
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
+class OnnxCall:
+    """One ONNX node being converted."""
+
+    def __init__(self, ctx: Context, node: Any, inputs: list[Const | Live | None]) -> None:
+        self.ctx, self.node, self.inputs = ctx, node, inputs
+        self.attrs = {a.name: _attr_value(a) for a in node.attribute}
+
+    @property
+    def op(self) -> str:
+        return self.node.op_type
+
+    def has(self, i: int) -> bool:
+        return i < len(self.inputs) and self.inputs[i] is not None
+
+    def is_const(self, i: int) -> bool:
+        return self.has(i) and isinstance(self.inputs[i], Const)
+
+    def const(self, i: int) -> np.ndarray:
+        value = self.inputs[i]
+        if not isinstance(value, Const):
+            raise self.unsupported(f"input {i} must be known at conversion time (a constant)")
+        return value.value
+
+    def value(self, i: int) -> Any:
+        """An fx node for input i (constants become buffers; scalars stay Python numbers)."""
+        value = self.inputs[i]
+        if isinstance(value, Live):
+            return value.node
+        assert isinstance(value, Const)
+        if value.value.ndim == 0 and value.value.dtype.kind in "fiub":
+            return value.value.item()
+        return self.ctx.tensor(value.value, self.node.input[i])
+
+    def shape(self, i: int) -> tuple[int, ...] | None:
+        value = self.inputs[i]
+        return tuple(value.value.shape) if isinstance(value, Const) else value.shape  # type: ignore[union-attr]
+
+    @property
+    def out_shape(self) -> tuple[int, ...] | None:
+        return self.ctx.shapes.get(self.node.output[0], (None, None))[0]
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.ctx.graph.call_function(fn, args, kwargs)
+
+    def unsupported(self, why: str) -> Exception:
+        from porttax.errors import UnsupportedError
+
+        return UnsupportedError(f"ONNX {self.op} node {self.node.name or self.node.output[0]!r}: {why}",
+                                hint="register a converter with porttax.converters.register_onnx_to_torch")
+
+
+def _attr_value(attr: Any) -> Any:
+    from onnx import helper, numpy_helper
+
+    value = helper.get_attribute_value(attr)
+    if attr.type == attr.TENSOR:
+        return numpy_helper.to_array(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value

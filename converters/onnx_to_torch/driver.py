@@ -1,0 +1,232 @@
+"""Walk an ONNX graph and build a `torch.fx.GraphModule` that computes the same function.
+
+Nodes whose inputs are all constants are evaluated at conversion time with onnx's reference
+evaluator, so the shape arithmetic exporters emit (Shape → Gather → Concat → Reshape) folds into
+plain constants and the converters only see tensors that depend on the model's inputs. Every op
+without a converter is collected before anything is built, so one run names all of them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from porttax.converters.mapping_log import MappingLog
+from porttax.converters.onnx_to_torch.context import Const, Context, Live, OnnxCall
+from porttax.converters.registry import REGISTRY
+from porttax.errors import InputError, UnsupportedError
+
+MIN_OPSET = 13
+_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
+@dataclass
+class OnnxConversion:
+    module: Any  # torch.fx.GraphModule
+    log: MappingLog
+    input_names: list[str]
+    output_names: list[str]
+
+
+def opset_of(model: Any) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def find_unsupported(model: Any) -> dict[str, list[str]]:
+    """Op types without a converter -> the nodes that use them (constant-only nodes still need none)."""
+    import porttax.converters.onnx_to_torch.families  # noqa: F401  (registers converters)
+
+    opset = opset_of(model)
+    missing: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        if node.domain not in ("", "ai.onnx") or REGISTRY.lookup("onnx", "torch", node.op_type, opset) is None:
+            missing.setdefault(f"{node.domain + '.' if node.domain else ''}{node.op_type}", []).append(
+                node.name or node.output[0])
+    return missing
+
+
+def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
+    import onnx
+    import torch
+    import torch.fx
+
+    import porttax.converters.onnx_to_torch.families  # noqa: F401  (registers converters)
+
+    opset = opset_of(model)
+    if opset < MIN_OPSET:
+        raise InputError(f"{name}: ONNX opset {opset}; porttax reads opset {MIN_OPSET} and newer",
+                         hint="re-export with a newer opset, or upgrade it: onnx.version_converter.convert_version")
+    missing = find_unsupported(model)
+    if missing:
+        listing = ", ".join(f"{op} ×{len(nodes)} (e.g. node {nodes[0]!r})" for op, nodes in sorted(missing.items()))
+        raise UnsupportedError(f"{name}: no converter for ONNX op(s) {listing}",
+                               hint="porttax.converters.register_onnx_to_torch teaches porttax an op")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # shape inference is a help, not a requirement
+        inferred = model
+    graph = model.graph
+    root = torch.nn.Module()
+    fx_graph = torch.fx.Graph()
+    ctx = Context(graph=fx_graph, root=root, opset=opset)
+    for info in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        ctx.shapes[info.name] = _shape_dtype(info)
+    for node in graph.node:
+        for i in node.input:
+            ctx.consumers.setdefault(i, []).append(node)
+    for out in graph.output:
+        ctx.consumers.setdefault(out.name, []).append(None)  # a graph output is a consumer too
+
+    from onnx import numpy_helper
+
+    env: dict[str, Const | Live] = ctx.env
+    env.update({t.name: Const(numpy_helper.to_array(t)) for t in graph.initializer})
+    ctx.origin.update({t.name: t.name for t in graph.initializer})
+    input_names: list[str] = []
+    for inp in graph.input:
+        if inp.name in env:
+            continue
+        shape, dtype = ctx.shapes.get(inp.name, (None, None))
+        placeholder = fx_graph.placeholder(ctx.unique(inp.name).replace(".", "_"))
+        env[inp.name] = Live(placeholder, shape, dtype)
+        input_names.append(inp.name)
+
+    log = MappingLog()
+    unsupported: list[str] = []
+    dead: set[str] = set()  # outputs of unsupported nodes: what depends on them is skipped, not failed
+    for node in graph.node:
+        record = log.layer(node.name or node.output[0], node.op_type)
+        inputs = [env.get(i) if i else None for i in node.input]
+        if any(i in dead for i in node.input):
+            dead.update(node.output)
+            continue
+        if any(i and i not in env for i in node.input):
+            missing = [i for i in node.input if i and i not in env]
+            raise InputError(f"{name}: node {node.name!r} reads {missing}, which no earlier node produces",
+                             hint="the graph is not topologically sorted or is incomplete")
+        if node.op_type == "Constant":
+            env[node.output[0]] = Const(_constant_value(node))
+            record.ops.append("Constant")
+            record.folded_ops += 1
+            continue
+        if node.output[0] in ctx.absorbed:
+            label, fused = ctx.absorbed[node.output[0]]
+            env[node.output[0]] = Live(fused, *ctx.shapes.get(node.output[0], (None, None)))
+            record.ops.append(f"{node.op_type} (fused into {label})")
+            continue
+        if node.op_type not in _NEVER_FOLD and all(v is None or isinstance(v, Const) for v in inputs) and \
+                node.domain in ("", "ai.onnx"):
+            for out_name, value in zip(node.output, _evaluate(node, inputs, opset)):
+                env[out_name] = Const(value)
+            sources = {ctx.origin[i] for i in node.input if i in ctx.origin and env[i].value.size > 1}
+            if len(sources) == 1 and len(node.output) == 1:  # e.g. Transpose(weight): still that weight
+                ctx.origin[node.output[0]] = sources.pop()
+            record.ops.append(node.op_type)
+            record.folded_ops += 1
+            continue
+        if node.op_type == "Shape" and isinstance(inputs[0], Live) and inputs[0].shape is not None:
+            env[node.output[0]] = Const(_evaluate(node, [Const(np.zeros(inputs[0].shape, np.float32))], opset)[0])
+            record.ops.append("Shape")
+            record.folded_ops += 1
+            continue
+        conv = REGISTRY.lookup("onnx", "torch", node.op_type, opset) if node.domain in ("", "ai.onnx") else None
+        if conv is None:
+            unsupported.append(node.op_type)
+            record.status = "unsupported"
+            dead.update(node.output)
+            continue
+        call = OnnxCall(ctx, node, inputs)
+        results = conv.fn(call)
+        results = results if isinstance(results, (list, tuple)) else [results]
+        for out_name, value in zip(node.output, results):
+            if out_name:
+                env[out_name] = value if isinstance(value, (Const, Live)) else Live(
+                    value, *ctx.shapes.get(out_name, (None, None)))
+        record.ops.append(node.op_type)
+    if unsupported:
+        counts = Counter(unsupported)
+        raise UnsupportedError(f"{name}: no converter for ONNX op(s) "
+                               + ", ".join(f"{op} ×{n}" for op, n in sorted(counts.items())),
+                               hint="porttax.converters.register_onnx_to_torch teaches porttax an op")
+    outputs = []
+    for out in graph.output:
+        value = env[out.name]
+        outputs.append(value.node if isinstance(value, Live) else ctx.tensor(value.value, out.name))
+    fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
+    module = torch.fx.GraphModule(root, fx_graph, class_name=_class_name(name))
+    module.eval()
+    return OnnxConversion(module, log, input_names, [o.name for o in graph.output])
+
+
+def _class_name(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return cleaned if cleaned[:1].isalpha() else f"Onnx_{cleaned}"
+
+
+def _shape_dtype(info: Any) -> tuple[tuple[int, ...] | None, str | None]:
+    from onnx import helper
+
+    t = info.type.tensor_type
+    dtype = None
+    if t.elem_type:
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        except Exception:
+            dtype = None
+    if not t.HasField("shape"):
+        return None, dtype
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return (tuple(dims) if all(d is not None for d in dims) else None), dtype
+
+
+def _constant_value(node: Any) -> np.ndarray:
+    from onnx import helper, numpy_helper
+
+    attr = node.attribute[0]
+    value = helper.get_attribute_value(attr)
+    if attr.name == "value":
+        return numpy_helper.to_array(value)
+    if attr.name in ("value_float", "value_int"):
+        return np.array(value, dtype=np.float32 if attr.name == "value_float" else np.int64)
+    if attr.name in ("value_floats", "value_ints"):
+        return np.array(value, dtype=np.float32 if attr.name == "value_floats" else np.int64)
+    raise UnsupportedError(f"Constant node {node.name!r} with attribute {attr.name}")
+
+
+def _gather_elements(node: Any, data: np.ndarray, indices: np.ndarray) -> list[np.ndarray]:
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    indices = np.where(indices < 0, indices + data.shape[axis], indices)
+    return [np.take_along_axis(data, indices.astype(np.int64), axis)]
+
+
+# ops whose reference implementation is wrong for common inputs (onnx 1.23's GatherElements fails on
+# more than 64 rows), computed with NumPy directly
+_NUMPY_FOLDS = {"GatherElements": _gather_elements}
+
+
+def _evaluate(node: Any, inputs: list[Const | Live | None], opset: int) -> list[np.ndarray]:
+    """Run one node on constant inputs with onnx's reference implementation."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    if node.op_type in _NUMPY_FOLDS:
+        return _NUMPY_FOLDS[node.op_type](node, *[v.value for v in inputs if isinstance(v, Const)])
+
+    names = [f"in{i}" if i_name else "" for i, i_name in enumerate(node.input)]
+    clone = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.output))],
+                             domain=node.domain or None)
+    clone.attribute.extend(node.attribute)
+    feeds = {n: v.value for n, v in zip(names, inputs) if n and isinstance(v, Const)}
+    graph = helper.make_graph([clone], "fold", [helper.make_tensor_value_info(n, 0, None) for n in feeds],
+                              [helper.make_tensor_value_info(o, 0, None) for o in clone.output])
+    fold = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        results = ReferenceEvaluator(fold).run(None, feeds)
+    except Exception as exc:
+        raise UnsupportedError(f"ONNX {node.op_type} node {node.name!r}: cannot evaluate on constants ({exc})") from exc
+    return [np.asarray(r) for r in results]

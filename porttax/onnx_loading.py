@@ -1,0 +1,98 @@
+"""ONNX files as a source: checked as untrusted input, converted to a readable torch module by
+porttax's own op registry (converters/onnx_to_torch), then captured with `torch.export` so every
+road that starts from PyTorch (Keras, SavedModel, `.pt2`) starts from it too. Parity on those roads
+uses the ONNX file itself in onnxruntime as the reference.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from porttax.errors import InputError, PorttaxError, brief
+from porttax.progress import QUIET, Progress
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
+
+
+def is_onnx_source(source: Any) -> bool:
+    return isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx"
+
+
+def load_onnx_source(path: str | Path) -> tuple[Any, Any]:
+    """(TorchSource, MappingLog) for an `.onnx` file with static input shapes."""
+    import onnx
+
+    from porttax._frameworks import import_torch
+    from porttax.converters.onnx_to_torch.driver import convert_onnx_model
+    from porttax.file_checks import check_onnx_external_data
+    from porttax.loading import TorchSource, export_module, specs_from_program
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", path=str(path), hint="check the path")
+    check_onnx_external_data(path)  # before onnx follows a single external-data location
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise InputError(f"not a readable ONNX model: {brief(exc)}", path=str(path),
+                         hint="re-export the model") from exc
+    torch = import_torch()
+    initializers = {t.name for t in model.graph.initializer}
+    example = []
+    for inp in model.graph.input:
+        if inp.name in initializers:
+            continue
+        t = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if any(d is None for d in dims):
+            raise InputError(f"input {inp.name!r} has symbolic dimensions {[d.dim_param or '?' for d in t.shape.dim]}; "
+                             "the ONNX road needs static shapes", path=str(path),
+                             hint="export the ONNX model with fixed input shapes (or fix them with "
+                             "onnx.tools.update_model_dims)")
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        example.append(torch.zeros(dims, dtype=getattr(torch, str(dtype))))
+    try:
+        conversion = convert_onnx_model(model, name=path.stem)
+    except PorttaxError as exc:
+        raise exc.at(str(path)) from None
+    program = export_module(conversion.module, tuple(example), str(path))
+    src = TorchSource(program, conversion.module, specs_from_program(program), tuple(example), "onnx", str(path))
+    onnx_names = [i.name for i in model.graph.input if i.name not in initializers]
+    if [s.name for s in src.specs] != onnx_names:
+        raise InputError(f"input names {onnx_names} are not Python identifiers, which the converted model needs",
+                         path=str(path), hint="rename the ONNX inputs (letters, digits and underscores)")
+    return src, conversion.log
+
+
+def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: bool = True,
+                          seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", measure_latency: bool = True,
+                          force: bool = False, progress: Progress | None = None, t0: float | None = None) -> Any:
+    """Write the converted module as `.pt2`, with parity of the reloaded archive against onnxruntime."""
+    from porttax import conversion
+    from porttax._frameworks import import_torch
+    from porttax.parity import TorchRunner
+    from porttax.saving import atomic_output
+
+    progress = progress or QUIET
+    t0 = time.perf_counter() if t0 is None else t0
+    if Path(output).suffix.lower() != ".pt2":
+        raise InputError("an ONNX model converts --to torch as a .pt2 file", path=str(output),
+                         hint="use -o model.pt2")
+    torch = import_torch()
+    tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
+                     ops_folded=log.ops_folded)
+    report = None
+    with atomic_output(output, force=force) as tmp:
+        progress.stage(f"writing torch.export archive to {output}")
+        torch.export.save(src.program, str(tmp))
+        tax.conversion_seconds = time.perf_counter() - t0
+        tax.peak_rss_mb = peak_rss_mb()
+        tax.output_bytes = size_on_disk(tmp)
+        runner = TorchRunner(torch.export.load(str(tmp)), [s.name for s in src.specs], name=f"{src.name}.pt2")
+        report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
+        if measure_latency:
+            conversion._latency(src, runner, tax, progress)
+    if report is not None:
+        conversion._fill_drift(tax, report)
+    return conversion.ConversionResult("torch", Path(output), None, log, report, tax, src)
