@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="input shape, e.g. 1,3,224,224; repeat for several inputs")
     c.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help="input dtype (float32, int64, ...); repeat per input")
+    c.add_argument("--route", choices=["direct", "onnx", "auto"], default="direct",
+                   help="PyTorch → Keras/SavedModel road: direct op mapping (default), through ONNX, or auto "
+                   "(try both, check both, keep the one with least drift, then the fastest)")
     c.add_argument("--jit", action="store_true",
                    help="compile the SavedModel's serving function with XLA (faster for small models; "
                    "TF Serving then needs --xla_cpu_compilation_enabled=true)")
@@ -182,7 +185,8 @@ def _convert(args: argparse.Namespace) -> int:
         input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
         input_dtypes=args.input_dtype, trust_pickle=args.trust_pickle, parity=not args.no_parity,
         seeds=tuple(range(args.seeds)), measure_latency=not args.no_latency, force=args.force,
-        jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, progress=progress,
+        jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, route=args.route,
+        progress=progress,
     )
     report = result.to_dict()
     if args.report:
@@ -199,6 +203,10 @@ def _convert(args: argparse.Namespace) -> int:
         print("porting tax:")
         for line in result.tax.lines():
             print(f"  {line}")
+        if result.roads_text and (len(result.roads_text) > 1 or args.route != "direct"):
+            print("roads tried (* kept):")
+            for line in result.roads_text:
+                print(f"  {line}")
         if args.report:
             print(f"report: {args.report}")
     if not result.passed:

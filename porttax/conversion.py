@@ -25,6 +25,8 @@ class ConversionResult:
     source: Any  # TorchSource, or KerasSource on the Keras → torch road
     torch_module: Any = None  # the converted nn.Module (Keras → torch road)
     layer_map: Any = None  # which converted tensor carries each source layer's output (parity.taps)
+    roads: list[dict[str, Any]] | None = None  # every road tried (porttax.routes), the chosen one marked
+    roads_text: list[str] | None = None
 
     @property
     def passed(self) -> bool:
@@ -42,6 +44,7 @@ class ConversionResult:
             "porting_tax": self.tax.to_dict(),
             "parity": self.parity.to_dict() if self.parity is not None else None,
             "mapping": self.log.to_dict(),
+            "roads": self.roads,
         }
 
 
@@ -83,6 +86,7 @@ def convert(
     jit: bool = False,
     trust_code: bool = False,
     channels_first: bool = False,
+    route: str = "direct",
     progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert a model between PyTorch and Keras 3 / TensorFlow, write it atomically, prove it, price it.
@@ -95,6 +99,8 @@ def convert(
 
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name.
+    `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
+    registry) or "auto" (both, checked, the best kept; see porttax.routes).
     `jit=True` compiles a SavedModel's serving function with XLA (see porttax.saving.write_savedmodel).
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
@@ -153,7 +159,6 @@ def convert(
         check_output(output, force)  # fail before the slow part, not after it
 
     import_torch()
-    from porttax.converters.torch_to_keras.driver import convert_exported_program
     from porttax.loading import load_torch_source
 
     t0 = time.perf_counter()
@@ -173,10 +178,11 @@ def convert(
         return convert_torch_to_onnx(src, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     import_keras()
-    progress.stage("converting ops to Keras layers")
-    result = convert_exported_program(src.program, name=src.name, progress=progress.step)
-    model, log = result.model, result.log
-    model._porttax_layer_map = result.layer_map  # converting it back restores the torch module paths
+    from porttax.routes import build_keras
+
+    # an ONNX source already is the ONNX road's midpoint: its only road is the direct mapping from there
+    (model, log, layer_map), roads = build_keras(src, "direct" if onnx_source else route, seeds=seeds,
+                                                 profile=profile, progress=progress)
 
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
@@ -186,7 +192,7 @@ def convert(
     if output is None:
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
-        runner = _keras_runner(model, result.layer_map)
+        runner = _keras_runner(model, layer_map)
         report = _parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
             _latency(src, runner, tax, progress)
@@ -194,9 +200,9 @@ def convert(
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"writing {target} to {output}")
             if target == "keras":
-                write_keras(model, tmp, result.layer_map)
+                write_keras(model, tmp, layer_map)
             else:
-                write_savedmodel(model, tmp, result.layer_map, jit=jit)
+                write_savedmodel(model, tmp, layer_map, jit=jit)
             tax.conversion_seconds = time.perf_counter() - t0
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
@@ -207,7 +213,8 @@ def convert(
         final = Path(output)
     if report is not None:
         _fill_drift(tax, report)
-    return ConversionResult(target, final, model, log, report, tax, src)
+    return ConversionResult(target, final, model, log, report, tax, src, layer_map=layer_map,
+                            roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads])
 
 
 def _keras_runner(model: Any, layer_map: Any) -> Any:

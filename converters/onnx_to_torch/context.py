@@ -82,7 +82,7 @@ class Context:
         import torch
 
         name = self.unique(f"_const_{hint}").replace(".", "_")
-        self.root.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)).clone(), persistent=False)
+        self.root.register_buffer(name, torch.from_numpy(np.array(value, copy=True)), persistent=False)
         return self.graph.get_attr(name)
 
 

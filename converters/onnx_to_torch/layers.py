@@ -16,7 +16,7 @@ from porttax.converters.onnx_to_torch.context import Const, OnnxCall, module_pat
 
 
 def _param(array: np.ndarray) -> nn.Parameter:
-    return nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)).clone(), requires_grad=False)
+    return nn.Parameter(torch.from_numpy(np.array(array, copy=True)), requires_grad=False)
 
 
 def _source_name(call: OnnxCall, i: int) -> str:
@@ -166,8 +166,8 @@ def batch_norm(call: OnnxCall):
     layer = cls(scale.shape[0], eps=float(call.attrs.get("epsilon", 1e-5)),
                 momentum=1.0 - float(call.attrs.get("momentum", 0.9)))
     layer.weight, layer.bias = _param(scale), _param(bias)
-    layer.running_mean.copy_(torch.from_numpy(mean))
-    layer.running_var.copy_(torch.from_numpy(var))
+    layer.running_mean.copy_(torch.from_numpy(np.array(mean, copy=True)))
+    layer.running_var.copy_(torch.from_numpy(np.array(var, copy=True)))
     layer.eval()
     return _module(call, layer, 1, "batch_norm", call.value(0))
 

@@ -140,7 +140,7 @@ def gather(call: OnnxCall):
         from porttax.converters.onnx_to_torch.context import module_path
 
         layer = nn.Embedding(*table.shape)
-        layer.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(table)).clone(), requires_grad=False)
+        layer.weight = nn.Parameter(torch.from_numpy(np.array(table, copy=True)), requires_grad=False)
         source = call.ctx.origin.get(call.node.input[0], call.node.input[0])
         from porttax.converters.onnx_to_torch.layers import scope_path
 

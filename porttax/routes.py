@@ -1,0 +1,175 @@
+"""Roads from a PyTorch program to a Keras model, and `--route auto`, which tries them all.
+
+`direct`: porttax's torch → Keras op mapping. `onnx`: `torch.onnx.export`, then porttax's ONNX → torch
+registry, then the same torch → Keras mapping: the exporter decomposes ops the direct mapping lacks
+into ONNX primitives, so a model the direct road refuses can still arrive. Each hop of the ONNX road
+is checked on its own (torch → ONNX in onnxruntime, ONNX → Keras), so a report shows which step lost
+precision. `auto` builds every road, checks each against the source, and keeps the one that passes
+with the least drift and, among equals (within 2× of each other), the fastest converted model.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from porttax.errors import InputError, PorttaxError
+from porttax.progress import Progress
+
+ROUTES = ("direct", "onnx", "auto")
+
+
+@dataclass
+class Road:
+    """One road tried: how far it got and what it cost."""
+
+    road: str
+    status: str = "not converted"  # "passed", "failed parity", "not converted"
+    coverage: str = ""
+    transposes: int | None = None
+    drift_rel_l2: float | None = None
+    latency_ms: float | None = None
+    reason: str | None = None
+    hops: list[dict[str, Any]] = field(default_factory=list)
+    chosen: bool = False
+    built: Any = None  # (model, log, layer_map) when converted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "built"}
+
+    def line(self) -> str:
+        mark = "*" if self.chosen else " "
+        if self.built is None:
+            return f"{mark} {self.road:<7} not converted: {self.reason}"
+        drift = f"‖a−b‖/‖b‖ {self.drift_rel_l2:.2e}" if self.drift_rel_l2 is not None else "drift not checked"
+        latency = f", {self.latency_ms:.2f} ms" if self.latency_ms is not None else ""
+        hops = "".join(f"; {h['hop']} {h['rel_l2']:.2e}" for h in self.hops)
+        return f"{mark} {self.road:<7} {self.status}: {self.coverage} layers, {self.transposes} transposes added, " \
+               f"{drift}{latency}{hops}"
+
+
+def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress) -> tuple[Any, list[Road]]:
+    """(model, log, layer_map) of the chosen road, and every road tried."""
+    if route not in ROUTES:
+        raise InputError(f"unknown route {route!r}", hint=f"use one of: {', '.join(ROUTES)}")
+    if route != "auto":
+        road = _direct(src, progress) if route == "direct" else _via_onnx(src, seeds, profile, progress)
+        if road.built is None:
+            raise road.error  # type: ignore[attr-defined]
+        road.chosen = True
+        return road.built, [road]
+    roads = []
+    for name in ("direct", "onnx"):
+        try:
+            road = _direct(src, progress) if name == "direct" else _via_onnx(src, seeds, profile, progress)
+        except PorttaxError as exc:  # a road that cannot even start is a road not converted
+            road = Road(name, reason=_reason(exc))
+        if road.built is not None:
+            _measure(road, src, seeds, profile, progress)
+        roads.append(road)
+    winner = _choose(roads)
+    if winner is None:
+        first = roads[0]
+        raise getattr(first, "error", None) or PorttaxError(
+            "no road converted the model: " + "; ".join(f"{r.road}: {r.reason}" for r in roads))
+    winner.chosen = True
+    progress.stage(f"route auto: kept the {winner.road} road")
+    return winner.built, roads
+
+
+def _direct(src: Any, progress: Progress) -> Road:
+    from porttax.converters.torch_to_keras.driver import convert_exported_program
+
+    road = Road("direct")
+    progress.stage("converting ops to Keras layers (direct road)")
+    try:
+        result = convert_exported_program(src.program, name=src.name, progress=progress.step)
+    except PorttaxError as exc:
+        road.reason, road.error = _reason(exc), exc  # type: ignore[attr-defined]
+        return road
+    _built(road, result)
+    return road
+
+
+def _reason(exc: Exception) -> str:
+    """One line: what failed, and the ops the converters list one per "- " line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("What to do")]
+    listed = [line[2:].split(" ")[0] for line in lines[1:] if line.startswith("- ")]  # one op per "- " line
+    text = f"{lines[0]} {', '.join(listed)}" if listed else " ".join(lines[:2])
+    return text[:400]
+
+
+def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Road:
+    from porttax.converters.torch_to_keras.driver import convert_exported_program
+    from porttax.onnx_loading import load_onnx_source
+    from porttax.parity import KerasRunner, check_parity
+    from porttax.parity.runners import OnnxRunner
+    from porttax.to_onnx import export_onnx
+
+    road = Road("onnx")
+    with tempfile.TemporaryDirectory(prefix="porttax-onnx-road-") as folder:
+        path = Path(folder) / f"{src.name}.onnx"
+        try:
+            progress.stage("exporting to ONNX (onnx road)")
+            export_onnx(src.program, src.example, path, name=src.name)
+            hop = check_parity(_torch_runner(src), OnnxRunner(path, name=f"{src.name}.onnx"), src.specs,
+                               seeds=seeds, profile=profile)
+            road.hops.append({"hop": "torch → ONNX", "rel_l2": _worst(hop), "passed": bool(hop.passed)})
+            progress.stage("converting ONNX to torch, then to Keras layers (onnx road)")
+            onnx_src, _ = load_onnx_source(path)
+            result = convert_exported_program(onnx_src.program, name=src.name, progress=progress.step)
+            hop = check_parity(OnnxRunner(path, name=f"{src.name}.onnx"), KerasRunner(result.model, compiled=True),
+                               onnx_src.specs, seeds=seeds, profile=profile)
+            road.hops.append({"hop": "ONNX → Keras", "rel_l2": _worst(hop), "passed": bool(hop.passed)})
+        except PorttaxError as exc:
+            road.reason, road.error = _reason(exc), exc  # type: ignore[attr-defined]
+            return road
+    _built(road, result)
+    return road
+
+
+def _built(road: Road, result: Any) -> None:
+    log = result.log
+    result.model._porttax_layer_map = result.layer_map
+    road.built = (result.model, log, result.layer_map)
+    road.coverage = f"{log.layers_mapped}/{log.layers_total}"
+    road.transposes = log.transposes_inserted
+
+
+def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress: Progress) -> None:
+    from porttax.parity import KerasRunner, check_parity, make_inputs
+    from porttax.tax import time_call
+
+    model = road.built[0]
+    runner = KerasRunner(model, compiled=True, name=f"{model.name} ({road.road} road)")
+    progress.stage(f"checking the {road.road} road against the source")
+    report = check_parity(_torch_runner(src), runner, src.specs, seeds=seeds, profile=profile)
+    road.drift_rel_l2 = _worst(report)
+    road.status = "passed" if report.passed else "failed parity"
+    inputs = make_inputs(src.specs, 0)
+    road.latency_ms = time_call(lambda: runner.run(inputs), budget_s=0.5)
+
+
+def _choose(roads: list[Road]) -> Road | None:
+    built = [r for r in roads if r.built is not None]
+    passing = [r for r in built if r.status == "passed"] or built
+    if not passing:
+        return None
+    best = min(r.drift_rel_l2 if r.drift_rel_l2 is not None else math.inf for r in passing)
+    equals = [r for r in passing if (r.drift_rel_l2 or 0.0) <= 2 * best or best == 0.0 and not r.drift_rel_l2]
+    return min(equals or passing, key=lambda r: r.latency_ms if r.latency_ms is not None else math.inf)
+
+
+def _torch_runner(src: Any) -> Any:
+    from porttax.parity import TorchRunner
+
+    return TorchRunner(src.module, [s.name for s in src.specs], name=src.name)
+
+
+def _worst(report: Any) -> float:
+    values = [float("inf") if o.metrics.rel_l2 is None else float(o.metrics.rel_l2)
+              for case in report.cases for o in case.outputs]
+    return max(values) if values else 0.0

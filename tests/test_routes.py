@@ -1,0 +1,65 @@
+"""Roads to Keras: direct, through ONNX, and `--route auto`, which checks every road and keeps the best."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import porttax
+from porttax import cli, models
+from porttax._frameworks import import_torch
+
+torch = import_torch()
+
+
+class NormRoll(torch.nn.Module):
+    """Uses aten.linalg_vector_norm and aten.roll, which the direct torch → Keras mapping lacks; the ONNX
+    exporter turns them into ReduceL2 and Slice/Concat, which the ONNX road maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return torch.roll(y / torch.linalg.vector_norm(y, dim=-1, keepdim=True), shifts=2, dims=1)
+
+
+def test_auto_takes_the_onnx_road_when_the_direct_one_fails(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module, x = NormRoll().eval(), torch.randn(2, 5, 8)
+    with pytest.raises(porttax.errors.UnsupportedError, match="aten.roll"):
+        porttax.convert(module, example_inputs=(x,), to="keras", route="direct")
+    out = tmp_path / "normroll_sm"
+    result = porttax.convert(module, example_inputs=(x,), to="savedmodel", output=out, route="auto",
+                             measure_latency=False)
+    assert result.passed and out.is_dir()
+    roads = {r["road"]: r for r in result.roads}
+    assert roads["direct"]["status"] == "not converted" and "aten.roll" in roads["direct"]["reason"]
+    assert roads["onnx"]["chosen"] and roads["onnx"]["status"] == "passed"
+    assert [h["hop"] for h in roads["onnx"]["hops"]] == ["torch → ONNX", "ONNX → Keras"]
+    assert all(h["passed"] and h["rel_l2"] <= 1e-5 for h in roads["onnx"]["hops"])
+
+
+def test_auto_checks_both_roads_and_keeps_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = models.build_checkpoint("resnet-tiny", tmp_path / "resnet.pt")
+    report = tmp_path / "r.json"
+    assert cli.main(["convert", str(ckpt), "-o", str(tmp_path / "r.keras"), "--route", "auto", "--no-latency",
+                     "--report", str(report)]) == 0
+    roads = json.loads(report.read_text())["roads"]
+    assert sorted(r["road"] for r in roads) == ["direct", "onnx"]
+    assert all(r["status"] == "passed" and r["drift_rel_l2"] <= 1e-5 for r in roads)
+    assert sum(r["chosen"] for r in roads) == 1
+    chosen = next(r for r in roads if r["chosen"])
+    best = min(r["drift_rel_l2"] for r in roads)
+    assert chosen["drift_rel_l2"] <= 2 * best  # least drift, or within 2x of it and faster
+    assert "roads tried (* kept):" in capsys.readouterr().out
+
+
+def test_onnx_route_alone(tmp_path: Path) -> None:
+    module = models.build_model("encoder-tiny")
+    result = porttax.convert(module, example_inputs=models.example_inputs("encoder-tiny", batch=2, seq=16),
+                             to="keras", output=tmp_path / "e.keras", route="onnx", measure_latency=False)
+    assert result.passed and [r["road"] for r in result.roads] == ["onnx"] and result.roads[0]["chosen"]
