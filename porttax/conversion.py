@@ -129,9 +129,6 @@ def convert(
         src, log = load_onnx_source(source)
         return convert_onnx_to_torch(src, log, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
-    if keras_source and target == "onnx":
-        raise InputError("Keras → ONNX is not built yet", path=str(source) if isinstance(source, (str, Path)) else None,
-                         hint="convert the Keras model --to torch, then that .pt2 --to onnx")
     if keras_source or target in ("torch", "safetensors", "state_dict"):
         if not keras_source:
             raise InputError(f"--to {target} takes a Keras source (.keras, .h5 or a SavedModel directory)",

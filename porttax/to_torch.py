@@ -20,9 +20,9 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TORCH_TARGETS = ("torch", "safetensors", "state_dict")
+TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx")
 PT2_LAYER_MAP = "porttax/layer_map.json"  # in a .pt2 from this road: torch module outputs ↔ Keras layer outputs
-_SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt"}
+_SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx"}
 
 
 def convert_keras(
@@ -121,6 +121,14 @@ def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
     from porttax.saving import write_pt2, write_torch_weights
 
     mapping = json.dumps(_mapping(result, src), indent=1)
+    if target == "onnx":  # Keras → torch module → torch.export → torch.onnx.export
+        from porttax._frameworks import import_torch
+        from porttax.to_onnx import export_onnx
+
+        example, dynamic = export_example(result, src)
+        program = import_torch().export.export(module, example, dynamic_shapes=dynamic)
+        export_onnx(program, example, path, name=src.name)
+        return None
     if target == "torch":
         example, dynamic = export_example(result, src)
         return write_pt2(module, path, example, dynamic,
@@ -161,6 +169,10 @@ def _artifact_runner(target: str, path: Path, module: Any, src: Any, result: Any
     from porttax.parity import TorchRunner
 
     torch = import_torch()
+    if target == "onnx":
+        from porttax.parity.runners import OnnxRunner
+
+        return _maybe_channels_first(OnnxRunner(path, name=f"{src.name}.onnx"), result)
     if target == "torch":
         runnable = torch.export.load(str(path))
         name = f"{src.name}.pt2"

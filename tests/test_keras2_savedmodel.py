@@ -83,3 +83,14 @@ def test_subclassed_tf_keras_savedmodel_is_a_clear_error(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert str(sm) in err and "What to do:" in err and "Traceback" not in err
     assert not (tmp_path / "s.pt2").exists()
+
+
+def test_tf_keras_savedmodel_to_onnx(tmp_path: Path) -> None:
+    """SavedModel → ONNX: through the rebuilt Keras model and porttax's torch module, proved against
+    the SavedModel's own serving graph in onnxruntime."""
+    sm = _build("cnn", tmp_path)
+    report = tmp_path / "report.json"
+    assert cli.main(["convert", str(sm), "-o", str(tmp_path / "cnn.onnx"), "-q", "--no-latency",
+                     "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert "TF-Keras SavedModel" in json.dumps(data["parity"]) and data["porting_tax"]["drift_rel_l2"] <= 1e-5
