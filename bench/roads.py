@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/roads.py [--models resnet18,llama-tiny] [--seconds 6]
 
-The model is converted once per road (direct op mapping; through ONNX), both SavedModels are loaded
+The model is converted once per road (direct op mapping; through ONNX with porttax's registry; through
+ONNX with onnx2tf), every SavedModel is loaded
 with plain TensorFlow, their serving graphs are counted for layout transposes (Transpose ops and the
 one-operand einsums porttax writes them as), and the source and both SavedModels
 are timed in short alternating blocks in this process. Only ratios mean anything across machines.
@@ -54,13 +55,13 @@ def main() -> None:
     from porttax.tax import time_interleaved
 
     import_tf()
-    print(f"{'model':<12} {'road':<7} {'Transpose ops':>13} {'drift':>9} {'latency ms':>11} {'vs torch':>9}")
+    print(f"{'model':<12} {'road':<8} {'transposes':>10} {'drift':>9} {'latency ms':>11} {'vs torch':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             module, example = build(name)
             results = {road: porttax.convert(module, example_inputs=example, to="savedmodel", route=road,
                                              output=Path(tmp) / f"{name}_{road}", measure_latency=False)
-                       for road in ("direct", "onnx")}
+                       for road in ("direct", "onnx", "onnx2tf")}
             src = results["direct"].source
             inputs = make_inputs(src.specs, 0)
             runners = {"torch": TorchRunner(module, [s.name for s in src.specs])}
@@ -68,9 +69,9 @@ def main() -> None:
             med = time_interleaved({k: (lambda r=r: r.run(inputs)) for k, r in runners.items()},
                                    budget_s=args.seconds)
             for road, result in results.items():
-                print(f"{name:<12} {road:<7} {transposes(result.output):>13} {result.tax.drift_rel_l2:>9.1e} "
+                print(f"{name:<12} {road:<8} {transposes(result.output):>10} {result.tax.drift_rel_l2:>9.1e} "
                       f"{med[road]:>11.2f} {med[road] / med['torch']:>8.2f}x", flush=True)
-            print(f"{name:<12} {'torch':<7} {'':>13} {'':>9} {med['torch']:>11.2f}")
+            print(f"{name:<12} {'torch':<8} {'':>10} {'':>9} {med['torch']:>11.2f}")
 
 
 if __name__ == "__main__":

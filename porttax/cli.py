@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="input shape, e.g. 1,3,224,224; repeat for several inputs")
     c.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help="input dtype (float32, int64, ...); repeat per input")
-    c.add_argument("--route", choices=["direct", "onnx", "auto"], default="direct",
-                   help="PyTorch → Keras/SavedModel road: direct op mapping (default), through ONNX, or auto "
-                   "(try both, check both, keep the one with least drift, then the fastest)")
+    c.add_argument("--route", choices=["direct", "onnx", "onnx2tf", "auto"], default="direct",
+                   help="PyTorch/ONNX → Keras/SavedModel road: direct op mapping (default), through ONNX with "
+                   "porttax's registry, through ONNX with onnx2tf (SavedModel only), or auto (direct and onnx "
+                   "tried and checked; the one with least drift, then the fastest, kept)")
     c.add_argument("--jit", action="store_true",
                    help="compile the SavedModel's serving function with XLA (faster for small models; "
                    "TF Serving then needs --xla_cpu_compilation_enabled=true)")

@@ -169,6 +169,13 @@ def convert(
                                 input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     progress.stage(f"captured {src.origin} with torch.export: {sig}")
+    if route == "onnx2tf":
+        if target != "savedmodel" or output is None:
+            raise InputError("the onnx2tf road writes a SavedModel", hint="use --to savedmodel -o DIR with --route onnx2tf")
+        from porttax.onnx2tf_road import convert_via_onnx2tf
+
+        return convert_via_onnx2tf(src, output=output, parity=parity, seeds=seeds, profile=profile,
+                                   measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if target == "onnx":
         from porttax.to_onnx import convert_torch_to_onnx
 

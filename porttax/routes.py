@@ -47,8 +47,8 @@ class Road:
         drift = f"‖a−b‖/‖b‖ {self.drift_rel_l2:.2e}" if self.drift_rel_l2 is not None else "drift not checked"
         latency = f", {self.latency_ms:.2f} ms" if self.latency_ms is not None else ""
         hops = "".join(f"; {h['hop']} {h['rel_l2']:.2e}" for h in self.hops)
-        return f"{mark} {self.road:<7} {self.status}: {self.coverage} layers, {self.transposes} transposes added, " \
-               f"{drift}{latency}{hops}"
+        transposes = f", {self.transposes} transposes added" if self.transposes is not None else ""
+        return f"{mark} {self.road:<7} {self.status}: {self.coverage} layers{transposes}, {drift}{latency}{hops}"
 
 
 def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress) -> tuple[Any, list[Road]]:

@@ -63,3 +63,33 @@ def test_onnx_route_alone(tmp_path: Path) -> None:
     result = porttax.convert(module, example_inputs=models.example_inputs("encoder-tiny", batch=2, seq=16),
                              to="keras", output=tmp_path / "e.keras", route="onnx", measure_latency=False)
     assert result.passed and [r["road"] for r in result.roads] == ["onnx"] and result.roads[0]["chosen"]
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "onnx"])
+def test_onnx2tf_road_writes_a_checked_savedmodel(source: str, tmp_path: Path) -> None:
+    ckpt = models.build_checkpoint("resnet-tiny", tmp_path / "resnet.pt")
+    src = ckpt
+    if source == "onnx":
+        src = tmp_path / "resnet.onnx"
+        assert cli.main(["convert", str(ckpt), "-o", str(src), "-q", "--no-latency"]) == 0
+    out = tmp_path / "resnet_sm"
+    report = tmp_path / "r.json"
+    assert cli.main(["convert", str(src), "--to", "savedmodel", "--route", "onnx2tf", "-o", str(out), "-q",
+                     "--no-latency", "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["roads"][0]["road"] == "onnx2tf" and data["porting_tax"]["drift_rel_l2"] <= 1e-5
+    assert (out / "saved_model.pb").is_file() and not list(out.glob("*.tflite"))
+    assert sorted(p.name for p in tmp_path.iterdir() if "porttax" in p.name) == []
+    # the input keeps the source's NCHW layout: plain TensorFlow takes the same array torch takes
+    from porttax._frameworks import import_tf
+
+    tf = import_tf()
+    signature = tf.saved_model.load(str(out)).signatures["serving_default"]
+    (spec,) = signature.structured_input_signature[1].values()
+    assert spec.shape.as_list()[1] == 3  # channels first
+
+
+def test_onnx2tf_road_refuses_other_targets(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = models.build_checkpoint("mlp-tiny", tmp_path / "mlp.pt")
+    assert cli.main(["convert", str(ckpt), "--route", "onnx2tf", "-o", str(tmp_path / "m.keras"), "-q"]) == 2
+    assert "onnx2tf road writes a SavedModel" in capsys.readouterr().err
