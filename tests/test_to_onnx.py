@@ -74,3 +74,36 @@ def test_keras_to_onnx(tmp_path: Path) -> None:
     onnx.checker.check_model(str(out))
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and dims[1].dim_value == 6
+
+
+@pytest.mark.slow
+def test_model_past_2gb_round_trips_through_onnx_with_external_data(tmp_path: Path) -> None:
+    """2.1 GB of weights: the ONNX file keeps them in `<model>.onnx.data`, onnx.checker and onnxruntime
+    accept it, and the ONNX converts back to a .pt2 within 1e-5."""
+    import onnx
+
+    import porttax
+
+    class Wide(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wide = torch.nn.Linear(23200, 23200)  # 538M parameters
+            self.head = torch.nn.Linear(23200, 4)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.wide(x)))
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model = Wide().eval()
+    out = tmp_path / "wide.onnx"
+    result = porttax.convert(model, example_inputs=(torch.randn(2, 23200),), to="onnx", output=out, seeds=(0,),
+                             measure_latency=False)
+    assert result.passed, result.parity.summary_line()
+    data = tmp_path / "wide.onnx.data"
+    assert data.stat().st_size > 2 * 1024**3 and out.stat().st_size < 10 * 1024**2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.onnx", "wide.onnx.data"]
+    onnx.checker.check_model(str(out))
+    del model, result
+    back = tmp_path / "wide.pt2"
+    assert cli.main(["convert", str(out), "-o", str(back), "-q", "--no-latency", "--seeds", "1"]) == 0
