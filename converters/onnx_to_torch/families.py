@@ -1,3 +1,3 @@
 """Importing this module registers every ONNX → PyTorch converter family."""
 
-from porttax.converters.onnx_to_torch import elementwise, layers, reduce, shape  # noqa: F401
+from porttax.converters.onnx_to_torch import elementwise, layers, reduce, shape, transformer  # noqa: F401
