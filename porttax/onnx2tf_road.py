@@ -58,6 +58,7 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
     from porttax import conversion
     from porttax.converters.mapping_log import MappingLog
     from porttax.parity import SavedModelRunner
+    from porttax.parity.runners import OnnxRunner
     from porttax.routes import Road
     from porttax.saving import atomic_output
     from porttax.to_onnx import export_onnx
@@ -67,11 +68,16 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
     aten = [n for n in src.program.graph.nodes if n.op == "call_function"]
     tax = PortingTax(layers_total=len(aten), layers_mapped=len(aten), ops_total=len(aten), ops_folded=0)
     report = None
+    hops: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="porttax-onnx2tf-road-") as folder:
         onnx_path = Path(src.path) if src.origin == "onnx" else Path(folder) / f"{src.name}.onnx"
+        onnx_runner = OnnxRunner(onnx_path, name=f"{src.name}.onnx") if src.origin == "onnx" else None
         if src.origin != "onnx":
             progress.stage("exporting to ONNX (onnx2tf road)")
             export_onnx(src.program, src.example, onnx_path, name=src.name)
+            onnx_runner = OnnxRunner(onnx_path, name=f"{src.name}.onnx")
+            if parity:
+                hops.append(_hop("torch → ONNX", conversion._source_runner(src), onnx_runner, src, seeds, profile))
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"converting ONNX with onnx2tf to {output}")
             staging = Path(folder) / "saved_model"
@@ -81,14 +87,25 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
             runner = SavedModelRunner(tmp, name=f"{src.name} (onnx2tf SavedModel)")
+            if parity and src.origin != "onnx":
+                hops.append(_hop("ONNX → SavedModel", onnx_runner, runner, src, seeds, profile))
             report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
             if measure_latency:
                 conversion._latency(src, runner, tax, progress)
     road = Road("onnx2tf", status="passed" if report is None or report.passed else "failed parity",
-                coverage=f"{len(aten)}/{len(aten)}", chosen=True)
+                coverage=f"{len(aten)}/{len(aten)}", chosen=True, hops=hops)
     if report is not None:
         conversion._fill_drift(tax, report)
         road.drift_rel_l2 = tax.drift_rel_l2
     road.built = True
     return conversion.ConversionResult("savedmodel", Path(output), None, MappingLog(), report, tax, src,
                                        roads=[road.to_dict()], roads_text=[road.line()])
+
+
+def _hop(label: str, reference: Any, converted: Any, src: Any, seeds: Sequence[int], profile: str) -> dict[str, Any]:
+    """Drift of one step of the road, so a report shows which step lost precision."""
+    from porttax.parity import check_parity
+    from porttax.routes import worst_rel_l2
+
+    report = check_parity(reference, converted, src.specs, seeds=seeds, profile=profile)
+    return {"hop": label, "rel_l2": worst_rel_l2(report), "passed": bool(report.passed)}

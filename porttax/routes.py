@@ -117,13 +117,13 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
             export_onnx(src.program, src.example, path, name=src.name)
             hop = check_parity(_torch_runner(src), OnnxRunner(path, name=f"{src.name}.onnx"), src.specs,
                                seeds=seeds, profile=profile)
-            road.hops.append({"hop": "torch → ONNX", "rel_l2": _worst(hop), "passed": bool(hop.passed)})
+            road.hops.append({"hop": "torch → ONNX", "rel_l2": worst_rel_l2(hop), "passed": bool(hop.passed)})
             progress.stage("converting ONNX to torch, then to Keras layers (onnx road)")
             onnx_src, _ = load_onnx_source(path)
             result = convert_exported_program(onnx_src.program, name=src.name, progress=progress.step)
             hop = check_parity(OnnxRunner(path, name=f"{src.name}.onnx"), KerasRunner(result.model, compiled=True),
                                onnx_src.specs, seeds=seeds, profile=profile)
-            road.hops.append({"hop": "ONNX → Keras", "rel_l2": _worst(hop), "passed": bool(hop.passed)})
+            road.hops.append({"hop": "ONNX → Keras", "rel_l2": worst_rel_l2(hop), "passed": bool(hop.passed)})
         except PorttaxError as exc:
             road.reason, road.error = _reason(exc), exc  # type: ignore[attr-defined]
             return road
@@ -147,7 +147,7 @@ def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress:
     runner = KerasRunner(model, compiled=True, name=f"{model.name} ({road.road} road)")
     progress.stage(f"checking the {road.road} road against the source")
     report = check_parity(_torch_runner(src), runner, src.specs, seeds=seeds, profile=profile)
-    road.drift_rel_l2 = _worst(report)
+    road.drift_rel_l2 = worst_rel_l2(report)
     road.status = "passed" if report.passed else "failed parity"
     inputs = make_inputs(src.specs, 0)
     road.latency_ms = time_call(lambda: runner.run(inputs), budget_s=0.5)
@@ -169,7 +169,7 @@ def _torch_runner(src: Any) -> Any:
     return TorchRunner(src.module, [s.name for s in src.specs], name=src.name)
 
 
-def _worst(report: Any) -> float:
+def worst_rel_l2(report: Any) -> float:
     values = [float("inf") if o.metrics.rel_l2 is None else float(o.metrics.rel_l2)
               for case in report.cases for o in case.outputs]
     return max(values) if values else 0.0

@@ -78,6 +78,8 @@ def test_onnx2tf_road_writes_a_checked_savedmodel(source: str, tmp_path: Path) -
                      "--no-latency", "--report", str(report)]) == 0
     data = json.loads(report.read_text())
     assert data["roads"][0]["road"] == "onnx2tf" and data["porting_tax"]["drift_rel_l2"] <= 1e-5
+    hops = [h["hop"] for h in data["roads"][0]["hops"]]
+    assert hops == ([] if source == "onnx" else ["torch → ONNX", "ONNX → SavedModel"])
     assert (out / "saved_model.pb").is_file() and not list(out.glob("*.tflite"))
     assert sorted(p.name for p in tmp_path.iterdir() if "porttax" in p.name) == []
     # the input keeps the source's NCHW layout: plain TensorFlow takes the same array torch takes
