@@ -126,7 +126,7 @@ def convert(
 
         t0 = time.perf_counter()
         progress.stage(f"converting ONNX {source} to a torch module")
-        src, log = load_onnx_source(source)
+        src, log = load_onnx_source(source, input_shapes)
         return convert_onnx_to_torch(src, log, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if keras_source or target in ("torch", "safetensors", "state_dict"):
@@ -163,7 +163,7 @@ def convert(
     if onnx_source:
         from porttax.onnx_loading import load_onnx_source
 
-        src = load_onnx_source(source)[0]
+        src = load_onnx_source(source, input_shapes)[0]
     else:
         src = load_torch_source(source, example_inputs=example_inputs, input_shapes=input_shapes,
                                 input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)

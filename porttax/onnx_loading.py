@@ -19,8 +19,14 @@ def is_onnx_source(source: Any) -> bool:
     return isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx"
 
 
-def load_onnx_source(path: str | Path) -> tuple[Any, Any]:
-    """(TorchSource, MappingLog) for an `.onnx` file with static input shapes."""
+def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | None = None) -> tuple[Any, Any]:
+    """(TorchSource, MappingLog) for an `.onnx` file.
+
+    The converted module is static-shaped: symbolic input dimensions are fixed to `input_shapes`
+    (one shape per graph input) when given, a symbolic leading (batch) dimension to 1 otherwise; any
+    other symbolic dimension needs `input_shapes`. onnxruntime, the parity reference, runs the
+    original graph at those sizes.
+    """
     import onnx
 
     from porttax._frameworks import import_torch
@@ -39,19 +45,38 @@ def load_onnx_source(path: str | Path) -> tuple[Any, Any]:
                          hint="re-export the model") from exc
     torch = import_torch()
     initializers = {t.name for t in model.graph.initializer}
-    example = []
-    for inp in model.graph.input:
-        if inp.name in initializers:
-            continue
+    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
+    if input_shapes is not None and len(input_shapes) != len(graph_inputs):
+        raise InputError(f"{len(input_shapes)} --input-shape given for {len(graph_inputs)} ONNX inputs "
+                         f"({', '.join(i.name for i in graph_inputs)})", path=str(path),
+                         hint="give one --input-shape per input, in order")
+    example, fixed = [], False
+    for n, inp in enumerate(graph_inputs):
         t = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if input_shapes is not None:
+            want = [int(v) for v in input_shapes[n]]
+            if len(want) != len(dims) or any(d is not None and d != w for d, w in zip(dims, want)):
+                raise InputError(f"--input-shape {want} does not fit input {inp.name!r} "
+                                 f"{[d.dim_param or d.dim_value for d in t.shape.dim]}", path=str(path),
+                                 hint="keep the fixed dimensions and choose sizes for the symbolic ones")
+            dims = want
+        elif dims and dims[0] is None:
+            dims[0] = 1
         if any(d is None for d in dims):
-            raise InputError(f"input {inp.name!r} has symbolic dimensions {[d.dim_param or '?' for d in t.shape.dim]}; "
-                             "the ONNX road needs static shapes", path=str(path),
-                             hint="export the ONNX model with fixed input shapes (or fix them with "
-                             "onnx.tools.update_model_dims)")
+            raise InputError(f"input {inp.name!r} has symbolic dimensions {[d.dim_param or d.dim_value for d in t.shape.dim]}; "
+                             "the converted model is static-shaped", path=str(path),
+                             hint="choose sizes with --input-shape (one per input), e.g. --input-shape 1,128")
+        for d, size in zip(t.shape.dim, dims):
+            if not d.HasField("dim_value"):
+                d.dim_value = size  # shape inference then sees concrete sizes everywhere
+                fixed = True
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
         example.append(torch.zeros(dims, dtype=getattr(torch, str(dtype))))
+    if fixed:
+        del model.graph.value_info[:]  # inferred for symbolic sizes; inferred again for the fixed ones
+        for out in model.graph.output:
+            out.type.tensor_type.ClearField("shape")
     try:
         conversion = convert_onnx_model(model, name=path.stem)
     except PorttaxError as exc:

@@ -100,14 +100,16 @@ def test_unsupported_onnx_ops_are_named_with_counts(tmp_path: Path, capsys: pyte
     assert not (tmp_path / "odd.pt2").exists()
 
 
-def test_symbolic_input_dims_are_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])])
-    path = tmp_path / "dyn.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
-    assert cli.main(["convert", str(path), "-o", str(tmp_path / "dyn.keras"), "-q"]) == 2
+def test_symbolic_input_dims(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A symbolic batch dim is fixed to 1; other symbolic dims need --input-shape, and then convert."""
+    module = models.build_model("encoder-tiny")
+    ids = models.example_inputs("encoder-tiny", batch=2, seq=16)
+    batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=32)
+    src = tmp_path / "dyn.onnx"
+    torch.onnx.export(module.eval(), ids, str(src), dynamo=True, dynamic_shapes=({0: batch, 1: seq},))
+    assert cli.main(["convert", str(src), "-o", str(tmp_path / "a.pt2"), "-q"]) == 2
     err = capsys.readouterr().err
-    assert "batch" in err and "static shapes" in err
+    assert "seq" in err and "--input-shape" in err and str(src) in err
+    assert cli.main(["convert", str(src), "-o", str(tmp_path / "b.pt2"), "-q", "--no-latency",
+                     "--input-shape", "3,12"]) == 0
+    assert cli.main(["convert", str(src), "-o", str(tmp_path / "c.pt2"), "-q", "--input-shape", "3,12,1"]) == 2

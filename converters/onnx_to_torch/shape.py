@@ -217,3 +217,11 @@ def gather_elements(call: OnnxCall):
     index = call.value(1)
     return call.call(torch.gather, call.value(0), int(call.attrs.get("axis", 0)),
                      index if not isinstance(index, (int, float)) else call.ctx.tensor(call.const(1)))
+
+
+@onnx_to_torch("Shape", "Size", "Range", "ConstantOfShape", "EyeLike")
+def shape_arithmetic(call: OnnxCall):
+    """These fold to constants when their inputs are known (the driver does that before any converter
+    runs); reaching a converter means a size computed from the model's inputs at run time."""
+    raise call.unsupported("a size computed from the inputs at run time; the converted model is static-shaped, "
+                           "so fix the input sizes (--input-shape)")
