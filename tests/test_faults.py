@@ -48,8 +48,10 @@ def _interrupt_while_writing(tmp_path: Path, sig: int) -> tuple[subprocess.Compl
     """Start a conversion, wait until its temporary output exists, then send `sig`."""
     src = models.build_checkpoint("resnet-tiny", tmp_path / "resnet.pt")
     out = tmp_path / "out" / "resnet_sm"
-    proc = subprocess.Popen(_convert_cmd(src, out, "--to", "savedmodel"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    # with latency timing on, the temporary SavedModel sits checked-but-unpublished for two seconds or
+    # more (parity, then about a second of timing per side), a window a signal cannot miss
+    cmd = [a for a in _convert_cmd(src, out, "--to", "savedmodel", "--seeds", "5") if a != "--no-latency"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + TIMEOUT_S
     seen_tmp = False
     while time.monotonic() < deadline and proc.poll() is None:
@@ -58,7 +60,8 @@ def _interrupt_while_writing(tmp_path: Path, sig: int) -> tuple[subprocess.Compl
             break
         time.sleep(0.02)
     assert seen_tmp, f"the conversion never started writing: {proc.communicate()[1][-2000:]}"
-    time.sleep(0.3)  # well inside the write or the parity check on the written artefact
+    time.sleep(0.2)  # inside the write, the parity check or the timing of the written artefact
+    assert proc.poll() is None, "the conversion finished before it could be interrupted"
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), out
