@@ -128,8 +128,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so every temporary output is removed on the way out."""
 
 
+def _quiet_teardown() -> None:
+    """A signal can land inside a framework object's constructor; its __del__ then complains while the
+    stack unwinds or the process shuts down ("Exception ignored in ..."), noise after a clean stop."""
+    sys.unraisablehook = lambda unraisable: None
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    _quiet_teardown()
     raise Terminated()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _quiet_teardown()
+    raise KeyboardInterrupt()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,12 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import threading
 
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint))} if in_main else {}
     try:
         return _dispatch(args)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -161,6 +174,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"porttax: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        _quiet_teardown()
         signal_name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("interrupt", 130)
         print(f"porttax: stopped by {signal_name}; no output was written and temporary files were removed",
               file=sys.stderr)
