@@ -134,27 +134,46 @@ def _is_model(op: Any) -> bool:
     return isinstance(op, keras.Model)
 
 
-def find_unsupported(model: Any, prefix: str = "") -> list[dict[str, str]]:
-    """Every layer in `model` (nested models included) with no converter, with where it sits."""
+@dataclass
+class LayerUse:
+    """One layer (or keras.ops call) of a model, nested models flattened, and whether it converts."""
+
+    layer: Any
+    where: str  # its name, with enclosing model names: "backbone/conv1"
+    op: str  # registry key (op_key)
+    class_name: str
+    converter: Converter | None
+
+
+def scan_layers(model: Any, prefix: str = "") -> list[LayerUse]:
+    """Every operation in `model`'s graph, in execution order, nested models walked into.
+
+    The single place that decides which layers the Keras → torch road must convert: the conversion
+    refuses up front when one lacks a converter, and `porttax inspect` reports the same list.
+    """
     from keras.src.layers.core.input_layer import InputLayer
 
     import porttax.converters.keras_to_torch.families  # noqa: F401  (registers converters)
 
-    graph = functional_view(model)
-    missing: dict[tuple[str, str], dict[str, str]] = {}
-    for node in _walk_order(graph):
+    uses: list[LayerUse] = []
+    seen: set[int] = set()
+    for node in _walk_order(functional_view(model)):
         op = node.operation
-        if op is None or isinstance(op, InputLayer):
+        if op is None or isinstance(op, InputLayer) or id(op) in seen:
             continue
+        seen.add(id(op))  # a shared layer is one layer, however often it is called
         where = f"{prefix}{op.name}"
         if _is_model(op):
-            for item in find_unsupported(op, prefix=where + "/"):
-                missing.setdefault((item["layer"], item["op"]), item)
+            uses.extend(scan_layers(op, prefix=where + "/"))
             continue
-        if lookup(op) is None:
-            missing.setdefault((where, op_key(op)), {"layer": where, "op": op_key(op),
-                                                     "class": f"{type(op).__module__}.{type(op).__qualname__}"})
-    return list(missing.values())
+        uses.append(LayerUse(op, where, op_key(op), f"{type(op).__module__}.{type(op).__qualname__}", lookup(op)))
+    return uses
+
+
+def find_unsupported(model: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Every layer in `model` (nested models included) with no converter, with where it sits."""
+    return [{"layer": u.where, "op": u.op, "class": u.class_name}
+            for u in scan_layers(model, prefix) if u.converter is None]
 
 
 def _uses_porttax_names(model: Any) -> bool:

@@ -91,6 +91,46 @@ def _op_label(node: Any) -> str:
     return str(node.target)
 
 
+@dataclass
+class OpUse:
+    """One call in a decomposed program: where it sits and whether the direct road converts it."""
+
+    node: Any
+    op: str
+    module: str  # module path, "" at the top level
+    module_type: str
+    live: bool  # depends on the model inputs (otherwise it is folded to a constant at conversion)
+    needs_converter: bool  # False for getitem and assertions, which produce no value to convert
+    converter: Converter | None
+    code: str = ""  # the last line of the source stack trace, when torch recorded one
+
+
+def scan_ops(ep: Any) -> list[OpUse]:
+    """Every call_function node of a decomposed program, with its module and converter.
+
+    The single place that decides which ops the direct road must convert: the conversion refuses up
+    front when one lacks a converter, and `porttax inspect` reports the same list without converting.
+    """
+    live: set[Any] = set()
+    user_inputs = {s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+    uses: list[OpUse] = []
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in user_inputs:
+                live.add(node)
+            continue
+        if node.op != "call_function":
+            continue
+        if _packet(node) not in _SHAPE_ONLY and any(a in live for a in node.all_input_nodes):
+            live.add(node)
+        needs = node.target is not operator.getitem and _packet(node) not in _NO_VALUE
+        path, type_name = _module_of(node)
+        trace = (node.meta.get("stack_trace") or "").strip().splitlines()
+        uses.append(OpUse(node, _op_label(node), path, type_name, node in live, needs,
+                          _lookup(node) if needs else None, trace[-1].strip() if trace else ""))
+    return uses
+
+
 def convert_exported_program(
     ep: Any, *, name: str = "converted", progress: ProgressFn | None = None
 ) -> TorchToKerasResult:
@@ -121,31 +161,19 @@ def convert_exported_program(
         consts[spec.arg.name] = Val(const=tensor, param=spec.target, shape=tuple(getattr(tensor, "shape", ())))
 
     nodes = list(graph.nodes)
-    live: set[Any] = set()
-    for node in nodes:
-        if node.op == "placeholder":
-            if node.name in user_inputs:
-                live.add(node)
-        elif node.op == "call_function":
-            if _packet(node) in _SHAPE_ONLY:
-                continue
-            if any(a in live for a in node.all_input_nodes):
-                live.add(node)
+    uses = scan_ops(ep)
+    live = {u.node for u in uses if u.live}
 
     # Refuse up front, naming every op that has no converter and where it sits.
     missing: dict[tuple[str, str], dict[str, Any]] = {}
-    for node in nodes:
-        if node.op != "call_function" or node not in live or node.target is operator.getitem:
+    for use in uses:
+        if not use.live or not use.needs_converter or use.converter is not None:
             continue
-        if _packet(node) in _NO_VALUE or _lookup(node) is not None:
-            continue
-        path, type_name = _module_of(node)
-        entry = missing.setdefault((str(node.target), path), {"op": str(node.target), "module": path,
-                                                              "module_type": type_name, "count": 0})
+        entry = missing.setdefault((use.op, use.module), {"op": use.op, "module": use.module,
+                                                          "module_type": use.module_type, "count": 0})
         entry["count"] += 1
-        trace = (node.meta.get("stack_trace") or "").strip().splitlines()
-        if trace and "code" not in entry:
-            entry["code"] = trace[-1].strip()
+        if use.code and "code" not in entry:
+            entry["code"] = use.code
     if missing:
         log.unsupported = [dict(v, count=str(v["count"])) for v in missing.values()]
         lines = [
