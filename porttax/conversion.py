@@ -87,6 +87,7 @@ def convert(
     trust_code: bool = False,
     channels_first: bool = False,
     route: str = "direct",
+    prefer: str = "fastest",
     progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert a model between PyTorch and Keras 3 / TensorFlow, write it atomically, prove it, price it.
@@ -100,7 +101,8 @@ def convert(
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name.
     `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
-    registry) or "auto" (both, checked, the best kept; see porttax.routes).
+    registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
+    between roads of equal drift: "fastest" or "first" (deterministic, for audits).
     `jit=True` compiles a SavedModel's serving function with XLA (see porttax.saving.write_savedmodel).
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
@@ -186,7 +188,7 @@ def convert(
 
     # an ONNX source already is the ONNX road's midpoint: its only road is the direct mapping from there
     (model, log, layer_map), roads = build_keras(src, "direct" if onnx_source else route, seeds=seeds,
-                                                 profile=profile, progress=progress)
+                                                 profile=profile, progress=progress, prefer=prefer)
 
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,

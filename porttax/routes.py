@@ -38,7 +38,7 @@ class Road:
     built: Any = None  # (model, log, layer_map) when converted
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "built"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("built", "error")}
 
     def line(self) -> str:
         mark = "*" if self.chosen else " "
@@ -51,8 +51,14 @@ class Road:
         return f"{mark} {self.road:<7} {self.status}: {self.coverage} layers{transposes}, {drift}{latency}{hops}"
 
 
-def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress) -> tuple[Any, list[Road]]:
-    """(model, log, layer_map) of the chosen road, and every road tried."""
+def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress,
+                prefer: str = "fastest") -> tuple[Any, list[Road]]:
+    """(model, log, layer_map) of the chosen road, and every road tried.
+
+    `prefer` settles `auto` between roads of equal drift: "fastest" (by measured latency) or "first"
+    (the first in road order, direct before onnx), which a clock cannot change: audits use it so two
+    runs over the same fleet keep the same road.
+    """
     if route not in ROUTES:
         raise InputError(f"unknown route {route!r}", hint=f"use one of: {', '.join(ROUTES)}")
     if route != "auto":
@@ -70,11 +76,13 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
         if road.built is not None:
             _measure(road, src, seeds, profile, progress)
         roads.append(road)
-    winner = _choose(roads)
+    winner = _choose(roads, prefer)
     if winner is None:
         first = roads[0]
-        raise getattr(first, "error", None) or PorttaxError(
+        error = getattr(first, "error", None) or PorttaxError(
             "no road converted the model: " + "; ".join(f"{r.road}: {r.reason}" for r in roads))
+        error.roads = [r.to_dict() for r in roads]  # type: ignore[attr-defined]  (audits report each road)
+        raise error
     winner.chosen = True
     progress.stage(f"route auto: kept the {winner.road} road")
     return winner.built, roads
@@ -124,8 +132,8 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
             hop = check_parity(OnnxRunner(path, name=f"{src.name}.onnx"), KerasRunner(result.model, compiled=True),
                                onnx_src.specs, seeds=seeds, profile=profile)
             road.hops.append({"hop": "ONNX → Keras", "rel_l2": worst_rel_l2(hop), "passed": bool(hop.passed)})
-        except PorttaxError as exc:
-            road.reason, road.error = _reason(exc), exc  # type: ignore[attr-defined]
+        except PorttaxError as exc:  # the reason names the file, not the scratch folder it sat in
+            road.reason, road.error = _reason(exc).replace(str(path), path.name), exc  # type: ignore[attr-defined]
             return road
     _built(road, result)
     return road
@@ -153,14 +161,19 @@ def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress:
     road.latency_ms = time_call(lambda: runner.run(inputs), budget_s=0.5)
 
 
-def _choose(roads: list[Road]) -> Road | None:
+def _choose(roads: list[Road], prefer: str = "fastest") -> Road | None:
+    """Among passing roads (or, when none passes, all that converted): least drift, and within 2× of
+    the least, the fastest or the first."""
     built = [r for r in roads if r.built is not None]
     passing = [r for r in built if r.status == "passed"] or built
     if not passing:
         return None
-    best = min(r.drift_rel_l2 if r.drift_rel_l2 is not None else math.inf for r in passing)
-    equals = [r for r in passing if (r.drift_rel_l2 or 0.0) <= 2 * best or best == 0.0 and not r.drift_rel_l2]
-    return min(equals or passing, key=lambda r: r.latency_ms if r.latency_ms is not None else math.inf)
+    drift = {id(r): r.drift_rel_l2 if r.drift_rel_l2 is not None else math.inf for r in passing}
+    best = min(drift.values())
+    equals = [r for r in passing if drift[id(r)] <= 2 * best] or passing
+    if prefer == "first":
+        return equals[0]
+    return min(equals, key=lambda r: r.latency_ms if r.latency_ms is not None else math.inf)
 
 
 def _torch_runner(src: Any) -> Any:
