@@ -109,14 +109,14 @@ def _layers_around(loc: Localization, first: LayerResult) -> list[LayerResult]:
     return loc.layers[max(0, at - _LAYERS_BEFORE):at] + failing
 
 
-def _strict(value: Any) -> Any:
+def strict_json_value(value: Any) -> Any:
     """`value` with every non-finite float replaced by "inf", "-inf" or "nan", which strict JSON allows."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
+        return {str(k): strict_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
+        return [strict_json_value(v) for v in value]
     return value
 
 
@@ -135,7 +135,7 @@ def _flatten(env: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
 def to_json(report: ParityReport) -> str:
     """The report as strict JSON (RFC 8259 has no Infinity/NaN, and max_rel is inf wherever the source
     output is exactly 0), so any parser, not only Python's lenient one, reads it."""
-    return json.dumps(_strict(report.to_dict()), indent=2, allow_nan=False, default=str)
+    return json.dumps(strict_json_value(report.to_dict()), indent=2, allow_nan=False, default=str)
 
 
 # ---------------------------------------------------------------- Markdown

@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     _add_parity_parser(sub)
+    _add_inspect_parser(sub)
+    _add_audit_parser(sub)
 
     m = sub.add_parser("models", help="bundled reference architectures and checkpoints")
     msub = m.add_subparsers(dest="models_command", metavar="ACTION")
@@ -124,6 +126,29 @@ def _add_parity_parser(sub: Any) -> None:
     o.add_argument("-q", "--quiet", action="store_true", help="no progress or table; reports and exit code only")
 
 
+def _add_inspect_parser(sub: Any) -> None:
+    i = sub.add_parser("inspect", help="list a model's layers, parameters and which road converts each, without converting",
+                       description="Read a model (any format porttax converts) and list its layer and op types with "
+                       "counts, parameters and dtypes, and which road covers each; unsupported ops are named with "
+                       "where they occur. Nothing is converted or run. Exit 0 when read, 2 bad input.")
+    i.add_argument("model", help="a .pt2, .pt/.pth, .safetensors, Hugging Face folder, .keras, .h5, SavedModel or .onnx")
+    i.add_argument("--arch", help="architecture of a state_dict checkpoint (see `porttax models list`)")
+    i.add_argument("--config", help="JSON config for --arch")
+    i.add_argument("--trust-pickle", action="store_true", help="allow a pickled torch module (runs its code)")
+    i.add_argument("--trust-code", action="store_true", help="allow a Keras file's Lambda layers (runs their code)")
+    i.add_argument("--input-shape", action="append", metavar="SHAPE", help="input shape of a source that has none")
+    i.add_argument("--input-dtype", action="append", metavar="DTYPE", help="input dtype, per input")
+    i.add_argument("--deep", action="store_true",
+                   help="PyTorch sources: also export to ONNX in a scratch folder to price the ONNX road")
+    i.add_argument("--json", action="store_true", help="print the inspection as JSON")
+
+
+def _add_audit_parser(sub: Any) -> None:
+    from porttax.audit.cli import add_audit_parser
+
+    add_audit_parser(sub)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so every temporary output is removed on the way out."""
 
@@ -170,6 +195,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _models(args)
         if args.command == "parity":
             return _parity(args)
+        if args.command == "inspect":
+            return _inspect(args)
+        if args.command == "audit":
+            from porttax.audit.cli import run_audit_command
+
+            return run_audit_command(args)
     except PorttaxError as exc:
         print(f"porttax: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -228,6 +259,21 @@ def _convert(args: argparse.Namespace) -> int:
         print("porttax: parity FAILED: the converted model does not compute the same function within "
               "tolerance (output kept for inspection)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from porttax.inspection import inspect_model
+    from porttax.loading import parse_shape
+
+    result = inspect_model(args.model, arch=args.arch, config=args.config, trust_pickle=args.trust_pickle,
+                           trust_code=args.trust_code, deep=args.deep,
+                           input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
+                           input_dtypes=args.input_dtype)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(result.lines()))
     return 0
 
 
