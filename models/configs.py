@@ -174,11 +174,12 @@ class EncoderConfig(ConfigBase):
 
 @dataclasses.dataclass
 class LlamaConfig(ConfigBase):
-    """Field names and meanings follow Hugging Face's `LlamaConfig`, so a Hub config.json loads as is.
+    """Field names and meanings follow Hugging Face's `LlamaConfig`, so a Hub config.json loads as is;
+    Mistral and Qwen2 configs read as variants (`from_dict` translates their `model_type`).
 
-    HF metadata that does not change the computation is ignored; fields we do not implement
-    (rope_scaling, other activations, pretraining_tp > 1) are refused by `__post_init__` rather than
-    silently dropped.
+    HF metadata that does not change the computation is ignored; fields we do not implement (rope
+    scaling other than linear and llama3, other activations, pretraining_tp > 1) are refused by
+    `__post_init__` rather than silently dropped.
     """
 
     IGNORED_KEYS: ClassVar[frozenset[str]] = frozenset({
@@ -189,6 +190,10 @@ class LlamaConfig(ConfigBase):
         "output_hidden_states", "output_attentions", "return_dict", "chunk_size_feed_forward",
         "is_encoder_decoder", "id2label", "label2id", "problem_type", "tokenizer_class",
     })
+    ROPE_TYPES: ClassVar[dict[str, frozenset[str]]] = {  # rope type -> the parameters it needs
+        "linear": frozenset({"factor"}),
+        "llama3": frozenset({"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}),
+    }
 
     vocab_size: int = 256
     hidden_size: int = 64
@@ -206,6 +211,12 @@ class LlamaConfig(ConfigBase):
     hidden_act: str = "silu"
     rope_scaling: dict[str, Any] | None = None
     pretraining_tp: int = 1
+    # Qwen2: q/k/v projections carry biases, o_proj does not (HF's attention_bias puts one on all four)
+    qkv_bias: bool = False
+    # Mistral / Qwen2: a query attends to the last `sliding_window` positions only, in the layers whose
+    # entry in `layer_types` is "sliding_attention" (all layers when layer_types is None)
+    sliding_window: int | None = None
+    layer_types: list[str] | None = None
 
     def __post_init__(self) -> None:
         self._require_positive(
@@ -230,31 +241,75 @@ class LlamaConfig(ConfigBase):
         if self.hidden_act != "silu":
             raise InputError(f"LlamaConfig.hidden_act {self.hidden_act!r} is not supported", hint="only 'silu'")
         if self.rope_scaling is not None:
-            raise InputError(
-                f"LlamaConfig.rope_scaling {self.rope_scaling!r} is not supported",
-                hint="only plain rotary embeddings (rope_scaling: null) are implemented",
-            )
+            self._check_rope_scaling()
+        if self.sliding_window is not None and (isinstance(self.sliding_window, bool) or
+                                                not isinstance(self.sliding_window, int) or self.sliding_window < 1):
+            raise InputError(f"LlamaConfig.sliding_window must be a positive integer or null, got {self.sliding_window!r}")
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_hidden_layers or not set(self.layer_types) <= {
+                    "full_attention", "sliding_attention"}:
+                raise InputError(f"LlamaConfig.layer_types {self.layer_types!r}: expected one of 'full_attention' / "
+                                 f"'sliding_attention' per layer ({self.num_hidden_layers})")
         if self.pretraining_tp != 1:
             raise InputError(f"LlamaConfig.pretraining_tp {self.pretraining_tp} is not supported", hint="use 1")
 
+    def _check_rope_scaling(self) -> None:
+        rope = dict(self.rope_scaling or {})
+        rope_type = rope.pop("rope_type", rope.pop("type", None))
+        needed = self.ROPE_TYPES.get(str(rope_type))
+        if needed is None:
+            raise InputError(f"LlamaConfig.rope_scaling {self.rope_scaling!r} is not supported",
+                             hint=f"rope types porttax implements: {', '.join(self.ROPE_TYPES)} (or none)")
+        missing, extra = sorted(needed - set(rope)), sorted(set(rope) - needed)
+        if missing or extra:
+            raise InputError(f"LlamaConfig.rope_scaling {self.rope_scaling!r}: "
+                             + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"),
+                             hint=f"{rope_type} takes {', '.join(sorted(needed))}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in rope.values()):
+            raise InputError(f"LlamaConfig.rope_scaling {self.rope_scaling!r}: parameters must be positive numbers")
+        self.rope_scaling = {"rope_type": rope_type, **rope}
+
+    def uses_sliding_window(self, layer: int) -> int | None:
+        """The attention window of decoder layer `layer` (None: full causal attention)."""
+        if self.sliding_window is None:
+            return None
+        if self.layer_types is not None and self.layer_types[layer] != "sliding_attention":
+            return None
+        return self.sliding_window
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LlamaConfig":
-        """Also reads transformers 5 configs, which move rope_theta into `rope_parameters`."""
-        if isinstance(data, Mapping) and data.get("rope_parameters") is not None:
-            data = dict(data)
+        """Reads transformers 4 and 5 configs (5 moves rope_theta and the rope scaling into
+        `rope_parameters`), and Mistral and Qwen2 configs as Llama variants."""
+        if not isinstance(data, Mapping):
+            return super().from_dict(data)
+        data = dict(data)
+        if data.get("rope_parameters") is not None:
             original = data.pop("rope_parameters")
             if not isinstance(original, Mapping):
                 raise InputError(f"LlamaConfig.rope_parameters must be a dict, got {original!r}")
             rope = dict(original)
-            rope_type = rope.pop("rope_type", rope.pop("type", "default"))
             theta = rope.pop("rope_theta", None)
-            if rope_type != "default" or rope:
-                raise InputError(
-                    f"LlamaConfig.rope_parameters {original!r} are not supported",
-                    hint="only plain rotary embeddings (rope_type 'default') are implemented",
-                )
             if theta is not None:
                 data["rope_theta"] = theta  # rope_parameters is the newer field, so it wins
+            if rope.get("rope_type", rope.get("type", "default")) != "default" or set(rope) - {"rope_type", "type"}:
+                data["rope_scaling"] = rope
+        elif isinstance(data.get("rope_scaling"), Mapping) and data["rope_scaling"].get(
+                "rope_type", data["rope_scaling"].get("type")) == "default":
+            data["rope_scaling"] = None
+        model_type = data.get("model_type")
+        if model_type == "qwen2":
+            data["qkv_bias"] = True
+            uses = data.pop("use_sliding_window", False)
+            first_sliding = data.pop("max_window_layers", 0)
+            if not uses:
+                data["sliding_window"] = None  # Qwen2 keeps the number but turns the window off
+                data.pop("layer_types", None)
+            elif data.get("layer_types") is None:  # transformers 4: windows from max_window_layers on
+                n = int(data.get("num_hidden_layers", cls.num_hidden_layers))
+                data["layer_types"] = ["sliding_attention" if i >= first_sliding else "full_attention" for i in range(n)]
+        elif model_type == "mistral":
+            data.pop("layer_types", None)  # Mistral slides in every layer
         return super().from_dict(data)
 
     @property

@@ -9,6 +9,8 @@ tied embeddings.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +36,28 @@ def apply_rotary_pos_emb(
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
+def scaled_inv_freq(inv_freq: torch.Tensor, scaling: dict | None) -> torch.Tensor:
+    """Rotary frequencies under a context-extension rule.
+
+    linear: every frequency divided by `factor` (positions stretched). llama3 (Llama 3.1+): wavelengths
+    longer than original_max_position_embeddings / low_freq_factor are divided by `factor`, those
+    shorter than original / high_freq_factor are kept, and the band between is blended linearly in
+    original / wavelength. Computed once, in float32, into the cos/sin tables.
+    """
+    if scaling is None:
+        return inv_freq
+    factor = float(scaling["factor"])
+    if scaling["rope_type"] == "linear":
+        return inv_freq / factor
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    original = float(scaling["original_max_position_embeddings"])
+    wavelength = 2 * math.pi / inv_freq
+    stretched = torch.where(wavelength > original / low, inv_freq / factor, inv_freq)
+    blend = (original / wavelength - low) / (high - low)
+    between = (wavelength >= original / high) & (wavelength <= original / low)
+    return torch.where(between, (1 - blend) * inv_freq / factor + blend * inv_freq, stretched)
+
+
 class LlamaRotaryEmbedding(nn.Module):
     """cos/sin tables for every position up to max_position_embeddings, computed once in float32.
 
@@ -45,6 +69,7 @@ class LlamaRotaryEmbedding(nn.Module):
         super().__init__()
         dim = config.resolved_head_dim
         inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        inv_freq = scaled_inv_freq(inv_freq, config.rope_scaling)
         positions = torch.arange(config.max_position_embeddings, dtype=torch.float32)
         freqs = torch.outer(positions, inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
@@ -59,16 +84,18 @@ class LlamaAttention(nn.Module):
     """Grouped-query causal self attention: num_key_value_heads k/v heads, each shared by
     num_attention_heads // num_key_value_heads query heads (k/v repeated before SDPA)."""
 
-    def __init__(self, config: LlamaConfig) -> None:
+    def __init__(self, config: LlamaConfig, layer: int = 0) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.num_kv_groups = self.num_heads // self.num_kv_heads
         self.head_dim = config.resolved_head_dim
+        self.sliding_window = config.uses_sliding_window(layer)
         bias = config.attention_bias
-        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
+        qkv_bias = bias or config.qkv_bias
+        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -81,7 +108,14 @@ class LlamaAttention(nn.Module):
             # kv head j serves query heads j*groups ... (j+1)*groups-1, as HF's repeat_kv
             k = k.repeat_interleave(self.num_kv_groups, dim=1)
             v = v.repeat_interleave(self.num_kv_groups, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.sliding_window is not None and seq > self.sliding_window:
+            # query i sees keys i - window < j <= i (Mistral's window); a constant the converters fold
+            i = torch.arange(seq, device=x.device)
+            offset = i[:, None] - i[None, :]
+            mask = (offset >= 0) & (offset < self.sliding_window)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, self.num_heads * self.head_dim))
 
 
@@ -101,9 +135,9 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, config: LlamaConfig) -> None:
+    def __init__(self, config: LlamaConfig, layer: int = 0) -> None:
         super().__init__()
-        self.self_attn = LlamaAttention(config)
+        self.self_attn = LlamaAttention(config, layer)
         self.mlp = LlamaMLP(config)
         self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -119,7 +153,7 @@ class LlamaModel(nn.Module):
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config)
 

@@ -23,7 +23,8 @@ SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 
 # Hugging Face model_type -> porttax architecture whose config reads the same config.json
-ARCHITECTURES = {"llama": "llama"}
+# (Mistral and Qwen2 are Llama variants: LlamaConfig.from_dict translates what differs)
+ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "llama"}
 
 _HINT = "save the folder again with transformers' save_pretrained(safe_serialization=True)"
 

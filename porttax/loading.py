@@ -284,6 +284,10 @@ def _resolve_example(example_inputs: Sequence[Any] | None, input_shapes: Sequenc
     if example_inputs is not None:
         return tuple(example_inputs)
     if input_shapes:
+        if arch and not input_dtypes:  # the architecture knows its inputs' dtypes (token ids are int64)
+            from porttax import models
+
+            input_dtypes = [s.dtype for s in models.input_specs(arch, _read_config(config))]
         return example_from_shapes(input_shapes, input_dtypes)
     if arch:
         from porttax import models

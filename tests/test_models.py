@@ -66,8 +66,13 @@ def test_resolve_preset_arch_and_overrides() -> None:
         ("nope", None, "nope"),
         ("llama", {"hidden_sizes": 3}, "hidden_sizes"),
         ("llama", {"num_key_value_heads": 3}, "num_key_value_heads"),
-        ("llama", {"rope_scaling": {"rope_type": "llama3"}}, "rope_scaling"),
-        ("llama", {"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}}, "rope_parameters"),
+        ("llama", {"rope_scaling": {"rope_type": "llama3"}}, "missing factor, high_freq_factor"),
+        ("llama", {"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}}, "rope_scaling.*missing factor"),
+        ("llama", {"rope_parameters": {"rope_type": "yarn", "factor": 4.0}}, "rope types porttax implements"),
+        ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0, "beta": 1}}, "unknown beta"),
+        ("llama", {"rope_scaling": {"rope_type": "linear", "factor": -2.0}}, "positive numbers"),
+        ("llama", {"sliding_window": 0}, "sliding_window"),
+        ("llama", {"layer_types": ["full_attention"]}, "layer_types"),
         ("mlp", {"activation": "swish"}, "swish"),
         ("mlp", models.resolve("llama")[1], "LlamaConfig"),
         ("mlp", {"arch": "llama"}, "llama"),
@@ -76,6 +81,28 @@ def test_resolve_preset_arch_and_overrides() -> None:
 def test_resolve_rejects_bad_names_and_configs(name: str, config: object, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         models.resolve(name, config)  # type: ignore[arg-type]
+
+
+def test_mistral_and_qwen2_configs_read_as_llama_variants() -> None:
+    _, mistral = models.resolve("llama", {"model_type": "mistral", "sliding_window": 8, "layer_types": ["x"]})
+    assert mistral.sliding_window == 8 and mistral.layer_types is None and not mistral.qkv_bias
+    assert [mistral.uses_sliding_window(i) for i in range(2)] == [8, 8]
+    _, qwen = models.resolve("llama", {"model_type": "qwen2", "sliding_window": 32, "use_sliding_window": False,
+                                       "max_window_layers": 1, "layer_types": ["full_attention"] * 2})
+    assert qwen.qkv_bias and qwen.sliding_window is None and qwen.uses_sliding_window(1) is None
+    _, windowed = models.resolve("llama", {"model_type": "qwen2", "sliding_window": 32, "use_sliding_window": True,
+                                           "max_window_layers": 1})
+    assert windowed.layer_types == ["full_attention", "sliding_attention"] and windowed.uses_sliding_window(1) == 32
+    _, scaled = models.resolve("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2}})
+    assert scaled.rope_scaling == {"rope_type": "linear", "factor": 2} and scaled.rope_theta == 1e4
+    _, plain = models.resolve("llama", {"rope_scaling": {"type": "default"}})
+    assert plain.rope_scaling is None
+
+
+def test_qwen2_biases_only_on_q_k_v() -> None:
+    model = models.build_model("llama", {"model_type": "qwen2"})
+    attn = model.model.layers[0].self_attn
+    assert all(p.bias is not None for p in (attn.q_proj, attn.k_proj, attn.v_proj)) and attn.o_proj.bias is None
 
 
 def test_input_specs_are_symbolic() -> None:
