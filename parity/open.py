@@ -63,6 +63,12 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
     suffix = path.suffix.lower()
     if suffix == ".keras":
         return _keras_runner(path, opts)
+    if suffix == ".tflite":
+        if opts.device == "cuda":
+            raise InputError("porttax runs .tflite models in the LiteRT interpreter on the CPU", path=str(path))
+        from porttax.parity.runners import TfLiteRunner
+
+        return TfLiteRunner(path)
     if suffix == ".onnx":
         if opts.device == "cuda":
             raise InputError("porttax runs ONNX on onnxruntime's CPU provider only", path=str(path))
@@ -70,7 +76,7 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
     if suffix in _TORCH_SUFFIXES:
         return _torch_runner(path, opts)
     raise InputError(f"cannot tell the model format from {suffix or 'a missing extension'!r}", path=str(path),
-                     hint="use .pt2/.pt/.pth/.safetensors (PyTorch), .keras, .onnx, or a SavedModel directory")
+                     hint="use .pt2/.pt/.pth/.safetensors (PyTorch), .keras, .onnx, .tflite, or a SavedModel directory")
 
 
 def open_pair(source: Any, converted: Any, options: OpenOptions | None = None,

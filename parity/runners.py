@@ -9,6 +9,7 @@ order that keeps torch.export alive next to TensorFlow.
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -462,3 +463,43 @@ class OnnxRunner(Runner):
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return list(self._session.run(self.output_names, inputs))
+
+
+class TfLiteRunner(Runner):
+    """A `.tflite` model in the LiteRT interpreter (`ai-edge-litert`), called through its signature.
+
+    The interpreter is what a phone runs, so drift measured here is the drift users get. Outputs come
+    back in the natural order of their signature names (output_0, output_1, ...), as porttax's
+    SavedModels number them; the interpreter runs on this process's thread count.
+    """
+
+    framework: Framework = "tflite"
+
+    def __init__(self, path: str | Path, signature: str = "serving_default", *, name: str | None = None,
+                 threads: int | None = None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise InputError("running .tflite models needs the LiteRT interpreter",
+                             hint="pip install ai-edge-litert (porttax's test and tflite extras install it)") from None
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("no such .tflite file", path=str(path))
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+        except Exception as exc:  # the interpreter raises ValueError/RuntimeError with its own text
+            raise InputError(f"the LiteRT interpreter cannot load the model: {exc}", path=str(path)) from exc
+        signatures = self._interpreter.get_signature_list()
+        if signature not in signatures:
+            raise InputError(f"no signature {signature!r}; available: {sorted(signatures)}", path=str(path))
+        self._runner = self._interpreter.get_signature_runner(signature)
+        details = self._runner.get_input_details()
+        self.name = name or path.name
+        self.input_names = list(signatures[signature]["inputs"])
+        self.specs = [TensorSpec(n, _dims([int(d) for d in details[n]["shape"]], n), np.dtype(details[n]["dtype"]).name)
+                      for n in self.input_names]
+        self.output_names = sorted(signatures[signature]["outputs"], key=natural_key)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = self._runner(**inputs)
+        return [np.array(out[k]) for k in self.output_names]

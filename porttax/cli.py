@@ -31,10 +31,11 @@ def _parser() -> argparse.ArgumentParser:
                    "--trust-pickle), .safetensors (with --arch or a <name>.config.json beside it) or a Hugging Face "
                    "folder (config.json + safetensors shards). "
                    "Keras: .keras, .h5, or a SavedModel directory written by porttax")
-    c.add_argument("--to", choices=["keras", "savedmodel", "onnx", "torch", "safetensors", "state_dict"],
+    c.add_argument("--to", choices=["keras", "savedmodel", "onnx", "tflite", "torch", "safetensors", "state_dict"],
                    help="target format (default: from -o's suffix)")
     c.add_argument("-o", "--output", required=True,
-                   help="output: .keras file, SavedModel directory or .onnx file; .pt2 / .safetensors / .pt for Keras sources")
+                   help="output: .keras file, SavedModel directory, .onnx or .tflite file; .pt2 / .safetensors / .pt for "
+                   "Keras sources")
     c.add_argument("--trust-code", action="store_true",
                    help="allow a Keras file's Lambda layers and other stored code to load (runs code from the "
                    "file: only for files you trust)")

@@ -11,7 +11,7 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TARGETS = ("keras", "savedmodel", "onnx", "torch", "safetensors", "state_dict")
+TARGETS = ("keras", "savedmodel", "onnx", "tflite", "torch", "safetensors", "state_dict")
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ConversionResult:
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
     if to is None:
         suffix = Path(str(output)).suffix.lower() if output is not None else ""
-        by_suffix = {".keras": "keras", ".onnx": "onnx", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
+        by_suffix = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
                      ".pth": "state_dict"}
         if suffix in by_suffix:
             return by_suffix[suffix]
@@ -61,7 +61,7 @@ def infer_target(to: str | None, output: str | Path | None, keras_source: bool =
     to = to.lower().replace("_", "").replace("-", "")
     aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel",
                "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
-               "statedict": "state_dict", "onnx": "onnx"}
+               "statedict": "state_dict", "onnx": "onnx", "tflite": "tflite", "litert": "tflite"}
     if to not in aliases:
         raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return aliases[to]
@@ -99,7 +99,8 @@ def convert(
     torch's NCHW layout (see porttax.to_torch).
 
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
-    writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name.
+    writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name;
+    `to="tflite"` a LiteRT flatbuffer from that SavedModel (builtin ops only; see porttax.to_tflite).
     `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
     registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
@@ -149,6 +150,9 @@ def convert(
         raise InputError("an ONNX model is written to disk; give an output path", hint="pass -o model.onnx")
     if target == "savedmodel" and output is None:
         raise InputError("a SavedModel is a directory on disk; give an output path", hint="pass -o DIR")
+    if target == "tflite" and (output is None or not str(output).endswith(".tflite")):
+        raise InputError("a LiteRT model is written to a .tflite file", path=str(output) if output else None,
+                         hint="pass -o model.tflite")
     if target == "keras" and output is not None and not str(output).endswith(".keras"):
         raise InputError("a Keras model file must end in .keras", path=str(output),
                          hint="use -o model.keras, or --to savedmodel for a directory")
@@ -190,6 +194,14 @@ def convert(
     (model, log, layer_map), roads = build_keras(src, "direct" if onnx_source else route, seeds=seeds,
                                                  profile=profile, progress=progress, prefer=prefer)
 
+    if target == "tflite":
+        from porttax.to_tflite import convert_keras_to_tflite
+
+        result = convert_keras_to_tflite(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
+                                         profile=profile, measure_latency=measure_latency, force=force,
+                                         progress=progress, t0=t0)
+        result.roads, result.roads_text = [r.to_dict() for r in roads], [r.line() for r in roads]
+        return result
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
                      source_transposes=log.source_transposes)

@@ -19,7 +19,7 @@ from porttax.errors import PorttaxError, UnsupportedError
 from porttax.tax import size_on_disk
 
 # --to for PyTorch and ONNX sources; a Keras / SavedModel source always goes to torch (.pt2)
-TARGET_SUFFIX = {"keras": ".keras", "savedmodel": "", "onnx": ".onnx", "torch": ".pt2"}
+TARGET_SUFFIX = {"keras": ".keras", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite", "torch": ".pt2"}
 
 
 def target_for(framework: str, to: str) -> str:

@@ -22,7 +22,7 @@ from porttax.audit.executors import failed_row, make_executor
 from porttax.audit.rows import AuditReport, AuditRow
 from porttax.errors import InputError
 
-TARGETS = ("keras", "savedmodel", "onnx")
+TARGETS = ("keras", "savedmodel", "onnx", "tflite")
 ROADS = ("direct", "onnx")
 NOT_CACHED = ("timeout", "crashed")  # depend on the machine and the limit, not on the model
 

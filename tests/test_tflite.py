@@ -1,0 +1,79 @@
+"""PyTorch → LiteRT `.tflite` (the SavedModel road, TensorFlow's TFLite converter), checked in the LiteRT
+interpreter itself; `.tflite` as a parity operand; TF Select (Flex) ops refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from porttax import models
+from porttax._frameworks import import_tf, import_torch
+from porttax.errors import UnsupportedError
+
+torch = import_torch()
+
+
+def _pt2(module: torch.nn.Module, example: tuple, path: Path) -> Path:
+    torch.export.save(torch.export.export(module.eval(), example), str(path))
+    return path
+
+
+def _converted_and_checked(source: Path, tmp_path: Path) -> dict:
+    out = tmp_path / f"{source.stem}.tflite"
+    done = run_cli("convert", str(source), "--to", "tflite", "-o", str(out), "--json", "--no-latency")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.is_file() and out.read_bytes()[4:8] == b"TFL3"  # a LiteRT flatbuffer
+    report = json.loads(done.stdout)
+    assert report["target"] == "tflite" and report["passed"]
+    # the written file as the parity suite's operand, in its own process, three seeds
+    check = run_cli("parity", str(source), str(out), "--seeds", "3", "--json", str(tmp_path / "parity.json"), "-q")
+    assert check.returncode == 0, check.stderr[-3000:]
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    assert parity["passed"] and parity["worst_rel_l2"] <= 1e-5 and len(parity["cases"]) == 3
+    return report
+
+
+@pytest.mark.parametrize("preset", ["resnet-tiny", "llama-tiny"])
+def test_bundled_presets_reach_tflite_within_fp32_tolerance(preset: str, tmp_path: Path) -> None:
+    source = _pt2(models.build_model(preset, seed=0), models.example_inputs(preset, batch=1, seq=16),
+                  tmp_path / f"{preset}.pt2")
+    report = _converted_and_checked(source, tmp_path)
+    assert report["porting_tax"]["drift_rel_l2"] <= 1e-5 and report["porting_tax"]["output_bytes"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_torchvision_models_reach_tflite_within_fp32_tolerance(name: str, tmp_path: Path) -> None:
+    from porttax._frameworks import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    model = getattr(tv.models, name)(weights=None)
+    source = _pt2(model, (torch.randn(1, 3, 224, 224),), tmp_path / f"{name}.pt2")
+    _converted_and_checked(source, tmp_path)
+
+
+def test_tflite_needs_a_tflite_path(tmp_path: Path) -> None:
+    source = _pt2(models.build_model("mlp-tiny", seed=0), models.example_inputs("mlp-tiny", batch=1), tmp_path / "m.pt2")
+    done = run_cli("convert", str(source), "--to", "tflite", "-o", str(tmp_path / "m.bin"))
+    assert done.returncode == 2 and ".tflite" in done.stderr and not (tmp_path / "m.bin").exists()
+
+
+def test_flex_ops_are_named_not_crashed_on(tmp_path: Path) -> None:
+    """A SavedModel whose function needs an op LiteRT's builtins lack (MatrixDeterminant)."""
+    from porttax.to_tflite import savedmodel_to_tflite
+
+    tf = import_tf()
+
+    class Determinant(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([2, 3, 3], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict:
+            return {"output_0": tf.linalg.det(x)}
+
+    module = Determinant()
+    tf.saved_model.save(module, str(tmp_path / "det"), signatures={"serving_default": module.serve})
+    with pytest.raises(UnsupportedError, match=r"TF Select \(Flex\) ops for MatrixDeterminant"):
+        savedmodel_to_tflite(tmp_path / "det", "det")
