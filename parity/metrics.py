@@ -40,6 +40,13 @@ class OutputMetrics:
     topk_agreement: dict[int, float] = field(default_factory=dict)  # k -> fraction of positions agreeing
 
     @property
+    def top1_disagreement(self) -> float | None:
+        """Share of positions whose argmax differs (the gate of quantisation profiles); None when the
+        output is not logits-like, so top-1 is undefined."""
+        agree = self.topk_agreement.get(1)
+        return None if agree is None else 1.0 - agree
+
+    @property
     def finite_ok(self) -> bool:
         """No NaN on either side and Inf in the same places: the precondition for any pass."""
         return self.nan_actual == 0 and self.nan_expected == 0 and self.inf_mask_match

@@ -14,7 +14,8 @@ from typing import Any
 from porttax.errors import InputError
 from porttax.parity.metrics import OutputMetrics
 
-STATS = ("rel_l2", "max_abs", "max_rel", "mean_abs", "median_abs")  # lower is better for all of them
+# lower is better for all of them; top1_disagreement = 1 − top-1 agreement (logits-like outputs only)
+STATS = ("rel_l2", "max_abs", "max_rel", "mean_abs", "median_abs", "top1_disagreement")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ PROFILES: dict[str, Profile] = {
         Profile("tf32", 1e-3, description="float32 on GPU with TF32 matmuls/convolutions (10-bit mantissa)"),
         Profile("bf16", 1e-2, description="bfloat16 compute (8-bit mantissa)"),
         Profile("fp16", 1e-3, description="float16 compute (11-bit mantissa)"),
+        # quantised models are judged by what they decide, not by 1e-5: at most 1 argmax in 10 may move
+        Profile("int8", 0.1, stat="top1_disagreement",
+                description="int8 / dynamic-range quantised: top-1 agreement with the float source ≥ 90%"),
     )
 }
 
@@ -79,6 +83,9 @@ def verdict(
     label = f"{p.name}" if rtol is None else f"{p.name}, rtol override"
     if value is not None and not math.isnan(value) and value <= threshold:
         return True, f"{p.stat} {value:.3g} <= {threshold:.3g} ({label})"
+    shown = "undefined" if value is None else f"{value:.3g}"
     if atol is not None and metrics.max_abs is not None and metrics.max_abs <= atol:
-        return True, f"max_abs {metrics.max_abs:.3g} <= atol {atol:.3g} ({p.stat} {value:.3g} over {threshold:.3g})"
-    return False, f"{p.stat} {value:.3g} > {threshold:.3g} ({label})"
+        return True, f"max_abs {metrics.max_abs:.3g} <= atol {atol:.3g} ({p.stat} {shown} over {threshold:.3g})"
+    if value is None:
+        return False, f"{p.stat} is undefined for this output ({label}: it needs logits-like outputs)"
+    return False, f"{p.stat} {shown} > {threshold:.3g} ({label})"

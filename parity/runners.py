@@ -478,28 +478,67 @@ class TfLiteRunner(Runner):
     def __init__(self, path: str | Path, signature: str = "serving_default", *, name: str | None = None,
                  threads: int | None = None) -> None:
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            import ai_edge_litert.interpreter  # noqa: F401
         except ImportError:
             raise InputError("running .tflite models needs the LiteRT interpreter",
                              hint="pip install ai-edge-litert (porttax's test and tflite extras install it)") from None
         path = Path(path)
         if not path.is_file():
             raise InputError("no such .tflite file", path=str(path))
-        try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
-        except Exception as exc:  # the interpreter raises ValueError/RuntimeError with its own text
-            raise InputError(f"the LiteRT interpreter cannot load the model: {exc}", path=str(path)) from exc
-        signatures = self._interpreter.get_signature_list()
-        if signature not in signatures:
-            raise InputError(f"no signature {signature!r}; available: {sorted(signatures)}", path=str(path))
-        self._runner = self._interpreter.get_signature_runner(signature)
+        # The runtime may refuse a graph (XNNPACK, at prepare time) or abort the process (a kernel's
+        # check failing): try it in a child process first, and run here only what ran there.
+        self.delegate = probe_tflite(path, signature)
+        self._open(path, signature, threads, delegates=self.delegate == "xnnpack")
         details = self._runner.get_input_details()
+        signatures = self._interpreter.get_signature_list()
         self.name = name or path.name
         self.input_names = list(signatures[signature]["inputs"])
         self.specs = [TensorSpec(n, _dims([int(d) for d in details[n]["shape"]], n), np.dtype(details[n]["dtype"]).name)
                       for n in self.input_names]
         self.output_names = sorted(signatures[signature]["outputs"], key=natural_key)
 
+    def _open(self, path: Path, signature: str, threads: int | None, *, delegates: bool) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1,
+                                            experimental_op_resolver_type=resolver)
+        except Exception as exc:  # the interpreter raises ValueError/RuntimeError with its own text
+            raise InputError(f"the LiteRT interpreter cannot load the model: {exc}", path=str(path)) from exc
+        signatures = self._interpreter.get_signature_list()
+        if signature not in signatures:
+            raise InputError(f"no signature {signature!r}; available: {sorted(signatures)}", path=str(path))
+        self._runner = self._interpreter.get_signature_runner(signature)
+
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = self._runner(**inputs)
         return [np.array(out[k]) for k in self.output_names]
+
+
+_PROBE = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+resolver = OpResolverType.AUTO if sys.argv[3] == "xnnpack" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+runner = Interpreter(model_path=sys.argv[1], experimental_op_resolver_type=resolver).get_signature_runner(sys.argv[2])
+runner(**{n: np.zeros(d["shape"], d["dtype"]) for n, d in runner.get_input_details().items()})
+"""
+
+
+def probe_tflite(path: Path, signature: str = "serving_default") -> str:
+    """Which LiteRT kernels run the model: "xnnpack" (the default delegate) or "builtin" (XNNPACK
+    refused it). Each try runs in a child process, because some kernels abort instead of raising."""
+    import subprocess
+    import sys
+
+    failures = []
+    for kernels in ("xnnpack", "builtin"):
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), signature, kernels], capture_output=True,
+                              text=True, timeout=600)
+        if done.returncode == 0:
+            return kernels
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("INFO")]
+        how = f"exit {done.returncode}" if done.returncode > 0 else f"killed by signal {-done.returncode}"
+        failures.append(f"{kernels}: {lines[-1][:200] if lines else how}")
+    raise InputError("the LiteRT runtime cannot run this model (" + "; ".join(failures) + ")", path=str(path),
+                     hint="for a quantised model, try --quantize dynamic; report the model if a float one fails")

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--jit", action="store_true",
                    help="compile the SavedModel's serving function with XLA (faster for small models; "
                    "TF Serving then needs --xla_cpu_compilation_enabled=true)")
+    c.add_argument("--quantize", choices=["dynamic", "int8"],
+                   help="--to tflite: dynamic-range (int8 weights) or full int8 quantisation; parity then uses the "
+                   "int8 profile (top-1 agreement ≥ 90%%) over ≥ 32 seeded inputs")
+    c.add_argument("--calibration", metavar="CASES.npz", help="int8 calibration inputs (default: 32 seeded inputs)")
+    c.add_argument("--profile", default="fp32", help="parity tolerance profile (fp32, tf32, bf16, fp16, int8)")
     c.add_argument("--no-parity", action="store_true", help="skip the parity check")
     c.add_argument("--seeds", type=int, default=3, help="parity seeds (default 3)")
     c.add_argument("--no-latency", action="store_true", help="skip timing source vs converted")
@@ -105,7 +110,7 @@ def _add_parity_parser(sub: Any) -> None:
     r.add_argument("--source-device", choices=["cpu", "cuda"], help="where the source runs (default: --device)")
     r.add_argument("--backend", choices=["tensorflow", "torch", "jax"],
                    help="Keras backend for a .keras model (other backends run in a worker process)")
-    r.add_argument("--profile", default="fp32", help="tolerance profile: fp32 (default), tf32, bf16, fp16")
+    r.add_argument("--profile", default="fp32", help="tolerance profile: fp32 (default), tf32, bf16, fp16, int8 (top-1)")
     r.add_argument("--stat", help="gating statistic: rel_l2 (default), max_abs, max_rel, mean_abs, median_abs")
     r.add_argument("--atol", action="append", metavar="[OUTPUT=]V", help="absolute floor, for all or one output")
     r.add_argument("--rtol", action="append", metavar="[OUTPUT=]V",
@@ -233,7 +238,7 @@ def _convert(args: argparse.Namespace) -> int:
         input_dtypes=args.input_dtype, trust_pickle=args.trust_pickle, parity=not args.no_parity,
         seeds=tuple(range(args.seeds)), measure_latency=not args.no_latency, force=args.force,
         jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, route=args.route,
-        progress=progress,
+        quantize=args.quantize, calibration=args.calibration, profile=args.profile, progress=progress,
     )
     report = result.to_dict()
     if args.report:

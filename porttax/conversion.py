@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
-from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call, weight_bytes
 
 TARGETS = ("keras", "savedmodel", "onnx", "tflite", "torch", "safetensors", "state_dict")
 
@@ -88,6 +88,8 @@ def convert(
     channels_first: bool = False,
     route: str = "direct",
     prefer: str = "fastest",
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
     progress: Progress | None = None,
 ) -> ConversionResult:
     """Convert a model between PyTorch and Keras 3 / TensorFlow, write it atomically, prove it, price it.
@@ -100,7 +102,8 @@ def convert(
 
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name;
-    `to="tflite"` a LiteRT flatbuffer from that SavedModel (builtin ops only; see porttax.to_tflite).
+    `to="tflite"` a LiteRT flatbuffer from that SavedModel (builtin ops only; see porttax.to_tflite),
+    `quantize` "dynamic" or "int8" (calibrated on `calibration`, an .npz, or 32 seeded inputs).
     `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
     registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
@@ -156,6 +159,8 @@ def convert(
     if target == "keras" and output is not None and not str(output).endswith(".keras"):
         raise InputError("a Keras model file must end in .keras", path=str(output),
                          hint="use -o model.keras, or --to savedmodel for a directory")
+    if (quantize is not None or calibration is not None) and target != "tflite":
+        raise InputError("--quantize and --calibration apply to --to tflite")
     if jit and target != "savedmodel":
         raise InputError("jit applies to SavedModel outputs only", hint="use --to savedmodel with --jit")
     if output is not None:
@@ -199,7 +204,8 @@ def convert(
 
         result = convert_keras_to_tflite(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
                                          profile=profile, measure_latency=measure_latency, force=force,
-                                         progress=progress, t0=t0)
+                                         progress=progress, t0=t0, quantize=quantize, calibration=calibration)
+        result.tax.source_weight_bytes = weight_bytes(src.program)
         result.roads, result.roads_text = [r.to_dict() for r in roads], [r.line() for r in roads]
         return result
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
@@ -279,7 +285,7 @@ def _latency(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> None
 
 def _fill_drift(tax: PortingTax, report: Any) -> None:
     tax.parity_passed = bool(report.passed)
-    worst, max_abs, top1 = 0.0, 0.0, None
+    worst, max_abs, agreements = 0.0, 0.0, []
     for case in report.cases:
         for out in case.outputs:
             m = out.metrics
@@ -287,5 +293,7 @@ def _fill_drift(tax: PortingTax, report: Any) -> None:
             max_abs = max(max_abs, float("inf") if m.max_abs is None else float(m.max_abs))
             agree = (m.topk_agreement or {}).get(1)
             if agree is not None:
-                top1 = agree if top1 is None else min(top1, agree)
+                agreements.append(float(agree))
+    # top-1 agreement over every case and output: the share of decisions the port keeps
+    top1 = sum(agreements) / len(agreements) if agreements else None
     tax.drift_rel_l2, tax.drift_max_abs, tax.top1_agreement = worst, max_abs, top1

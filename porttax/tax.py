@@ -33,6 +33,8 @@ class PortingTax:
     latency_source_ms: float | None = None
     latency_converted_ms: float | None = None
     output_bytes: int | None = None
+    source_weight_bytes: int | None = None  # the source's parameters and buffers, as stored (dtype size)
+    quantize: str | None = None  # "dynamic" / "int8" for quantised outputs
     manual_work: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -45,8 +47,16 @@ class PortingTax:
             return self.latency_converted_ms / self.latency_source_ms
         return None
 
+    @property
+    def size_ratio(self) -> float | None:
+        """Output bytes on disk / the source's weight bytes: what a quantisation (or a format) saves."""
+        if self.output_bytes and self.source_weight_bytes:
+            return self.output_bytes / self.source_weight_bytes
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"coverage": self.coverage, "latency_ratio": self.latency_ratio}
+        return asdict(self) | {"coverage": self.coverage, "latency_ratio": self.latency_ratio,
+                               "size_ratio": self.size_ratio}
 
     def lines(self) -> list[str]:
         out = [
@@ -62,7 +72,9 @@ class PortingTax:
             out.append(f"latency (CPU)      source {self.latency_source_ms:.2f} ms, converted "
                        f"{self.latency_converted_ms:.2f} ms ({self.latency_ratio:.2f}×)")
         if self.output_bytes is not None:
-            out.append(f"output size        {self.output_bytes / 1e6:.2f} MB")
+            ratio = f" ({self.size_ratio:.2f}× the source's weights)" if self.size_ratio is not None else ""
+            quant = f", {self.quantize} quantised" if self.quantize else ""
+            out.append(f"output size        {self.output_bytes / 1e6:.2f} MB{ratio}{quant}")
         return out
 
 
@@ -112,6 +124,12 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, block_s: float = 0
                     break
         blocks += 1
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def weight_bytes(program: Any) -> int:
+    """Bytes of an ExportedProgram's parameters, buffers and tensor constants, at their stored dtype."""
+    tensors = list(program.state_dict.values()) + [t for t in program.constants.values() if hasattr(t, "element_size")]
+    return sum(int(t.numel()) * int(t.element_size()) for t in tensors)
 
 
 def size_on_disk(path: str | Path) -> int:

@@ -8,25 +8,66 @@ shipped half-runnable. Parity runs the written file in the LiteRT interpreter, a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 
-def savedmodel_to_tflite(savedmodel: Path, name: str = "model") -> bytes:
-    """TFLite flatbuffer bytes of a SavedModel's serving signature, builtin ops only."""
+QUANTIZE = ("dynamic", "int8")
+CALIBRATION_CASES = 32  # seeded inputs for int8 calibration when the user gives none
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """The converter's C++ prints calibration notes on file descriptor 1, which `--json` keeps for the
+    report; send them to stderr for the duration."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def savedmodel_to_tflite(savedmodel: Path, name: str = "model", *, quantize: str | None = None,
+                         calibration: Sequence[dict[str, Any]] | None = None,
+                         input_names: Sequence[str] = ()) -> bytes:
+    """TFLite flatbuffer bytes of a SavedModel's serving signature, builtin ops only.
+
+    `quantize="dynamic"`: int8 weights, float activations (no data needed). `"int8"`: weights and
+    activations int8, activation ranges calibrated on `calibration` (input dicts); the model keeps
+    float32 inputs and outputs, so it stays a drop-in replacement, and an op without an int8 kernel
+    stays float rather than failing the conversion.
+    """
     from porttax._frameworks import import_tf
 
     tf = import_tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel), signature_keys=["serving_default"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        if quantize not in QUANTIZE:
+            raise InputError(f"unknown quantisation {quantize!r}", hint=f"use one of: {', '.join(QUANTIZE)}")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        if not calibration:
+            raise InputError("int8 quantisation needs calibration inputs", hint="pass --calibration cases.npz")
+        cases = list(calibration)
+        converter.representative_dataset = lambda: ([case[n] for n in input_names] for case in cases)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
-        return bytes(converter.convert())
+        with _stdout_to_stderr():
+            return bytes(converter.convert())
     except Exception as exc:  # ConverterError carries the MLIR diagnostics as text
         text = str(exc)
         ops = sorted(set(re.findall(r"'tf\.([A-Za-z0-9_]+)'", text)))
@@ -39,11 +80,28 @@ def savedmodel_to_tflite(savedmodel: Path, name: str = "model") -> bytes:
         raise UnsupportedError(f"{name}: TensorFlow's TFLite converter failed: {brief(exc)}") from None
 
 
+def calibration_cases(specs: Sequence[Any], path: str | Path | None, count: int = CALIBRATION_CASES) -> list[dict[str, Any]]:
+    """The user's `.npz` cases, or `count` seeded inputs (seeds 1000…, apart from parity's 0, 1, 2…)."""
+    from porttax.parity import load_npz_cases, make_inputs
+
+    if path is not None:
+        cases = load_npz_cases(path)
+        missing = sorted({s.name for s in specs} - set(cases[0])) if cases else [s.name for s in specs]
+        if missing:
+            raise InputError(f"calibration cases lack input(s) {', '.join(missing)}", path=str(path))
+        return cases
+    return [make_inputs(specs, 1000 + i) for i in range(count)]
+
+
 def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, output: str | Path,
                             parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32",
                             measure_latency: bool = True, force: bool = False, progress: Progress | None = None,
-                            t0: float | None = None) -> Any:
-    """Write the converted Keras model as `.tflite` and check it in the LiteRT interpreter."""
+                            t0: float | None = None, quantize: str | None = None,
+                            calibration: str | Path | None = None) -> Any:
+    """Write the converted Keras model as `.tflite` and check it in the LiteRT interpreter.
+
+    A quantised model is judged under the `int8` profile (top-1 agreement) unless the caller names
+    another, over at least 32 seeded inputs, and its size is reported against the float weights."""
     from porttax import conversion
     from porttax.parity.runners import TfLiteRunner
     from porttax.saving import atomic_output, write_savedmodel
@@ -52,21 +110,35 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
     t0 = time.perf_counter() if t0 is None else t0
     if Path(output).suffix.lower() != ".tflite":
         raise InputError("a LiteRT model file must end in .tflite", path=str(output), hint="use -o model.tflite")
+    if quantize is not None:
+        if profile == "fp32":
+            profile = "int8"
+        if len(seeds) < CALIBRATION_CASES:
+            seeds = tuple(range(CALIBRATION_CASES))
+    elif calibration is not None:
+        raise InputError("--calibration goes with --quantize int8")
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
-                     source_transposes=log.source_transposes)
+                     source_transposes=log.source_transposes, quantize=quantize)
+    cases = calibration_cases(src.specs, calibration) if quantize == "int8" else None
     report = None
     with atomic_output(output, force=force) as tmp:
         with tempfile.TemporaryDirectory(prefix="porttax-tflite-") as scratch:
             progress.stage("writing a SavedModel for TensorFlow's TFLite converter")
             savedmodel = Path(scratch) / "savedmodel"
             write_savedmodel(model, savedmodel, None)
-            progress.stage(f"converting to LiteRT flatbuffer {output}")
-            tmp.write_bytes(savedmodel_to_tflite(savedmodel, src.name))
+            what = f" ({quantize} quantisation" + (f", {len(cases)} calibration inputs)" if cases else ")") \
+                if quantize else ""
+            progress.stage(f"converting to LiteRT flatbuffer {output}{what}")
+            tmp.write_bytes(savedmodel_to_tflite(savedmodel, src.name, quantize=quantize, calibration=cases,
+                                                 input_names=[s.name for s in src.specs]))
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
         tax.output_bytes = size_on_disk(tmp)
-        runner = TfLiteRunner(tmp, name=f"{src.name}.tflite")
+        try:
+            runner = TfLiteRunner(tmp, name=f"{src.name}.tflite")
+        except InputError as exc:  # name the output the user asked for, not its temporary sibling
+            raise UnsupportedError(exc.message, path=str(output), hint=exc.hint) from None
         report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
             conversion._latency(src, runner, tax, progress)

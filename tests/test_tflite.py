@@ -4,6 +4,7 @@ interpreter itself; `.tflite` as a parity operand; TF Select (Flex) ops refused 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,43 @@ def test_flex_ops_are_named_not_crashed_on(tmp_path: Path) -> None:
     tf.saved_model.save(module, str(tmp_path / "det"), signatures={"serving_default": module.serve})
     with pytest.raises(UnsupportedError, match=r"TF Select \(Flex\) ops for MatrixDeterminant"):
         savedmodel_to_tflite(tmp_path / "det", "det")
+
+
+def _quantized(source: Path, tmp_path: Path, mode: str) -> subprocess.CompletedProcess:
+    out = tmp_path / f"{source.stem}_{mode}.tflite"
+    return run_cli("convert", str(source), "--to", "tflite", "--quantize", mode, "-o", str(out), "--json", "--no-latency")
+
+
+def test_quantisation_reports_size_ratio_and_top1_over_32_inputs(tmp_path: Path) -> None:
+    resnet = _pt2(models.build_model("resnet-tiny", seed=0), models.example_inputs("resnet-tiny", batch=1),
+                  tmp_path / "resnet.pt2")
+    mlp = _pt2(models.build_model("mlp-tiny", seed=0), models.example_inputs("mlp-tiny", batch=1), tmp_path / "mlp.pt2")
+    ratios = {}
+    for source, mode in ((resnet, "dynamic"), (mlp, "int8")):
+        done = _quantized(source, tmp_path, mode)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout)
+        tax = report["porting_tax"]
+        assert tax["quantize"] == mode and tax["size_ratio"] > 0 and tax["output_bytes"] > 0
+        assert 0.9 <= tax["top1_agreement"] <= 1.0  # the int8 profile's gate, measured
+        assert report["parity"]["profile"]["name"] == "int8" and len(report["parity"]["cases"]) >= 32
+        assert report["parity"]["profile"]["stat"] == "top1_disagreement"
+        ratios[mode] = tax["size_ratio"]
+    assert ratios["dynamic"] < 0.5  # int8 weights: a quarter of the float bytes, plus the flatbuffer's own
+
+
+def test_a_quantised_model_the_runtime_cannot_run_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    """LiteRT 2.3's int8 kernels abort the process on resnet-tiny's padded max pool (an -inf pad value
+    quantised); porttax tries the model in a child process first, so the user gets exit 2 and a reason."""
+    resnet = _pt2(models.build_model("resnet-tiny", seed=0), models.example_inputs("resnet-tiny", batch=1),
+                  tmp_path / "resnet.pt2")
+    done = _quantized(resnet, tmp_path, "int8")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "the LiteRT runtime cannot run this model" in done.stderr and "resnet_int8.tflite" in done.stderr
+    assert not (tmp_path / "resnet_int8.tflite").exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_quantize_is_for_tflite_only(tmp_path: Path) -> None:
+    mlp = _pt2(models.build_model("mlp-tiny", seed=0), models.example_inputs("mlp-tiny", batch=1), tmp_path / "mlp.pt2")
+    done = run_cli("convert", str(mlp), "--to", "keras", "--quantize", "int8", "-o", str(tmp_path / "m.keras"))
+    assert done.returncode == 2 and "--quantize" in done.stderr
