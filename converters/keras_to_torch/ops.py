@@ -287,6 +287,8 @@ def pad(call: LayerCall) -> TVal:
     while len(flat) > 2 and flat[-2:] == [0, 0]:
         flat = flat[:-2]
     torch_mode = {"constant": "constant", "reflect": "reflect", "symmetric": None, "edge": "replicate"}.get(mode)
+    if mode == "symmetric" and max(flat, default=0) <= 1:
+        torch_mode = "replicate"  # a one-wide mirror is a copy of the edge
     if torch_mode is None:
         raise call.unsupported(f"padding mode {mode!r}")
     out = F.pad(x, flat, mode=torch_mode, value=value) if torch_mode == "constant" else F.pad(x, flat, mode=torch_mode)

@@ -1,6 +1,7 @@
 """Pooling, channels-last like the convolutions around it.
 
-PyTorch pads max-pooling with -inf and average pooling with zeros (counted in the divisor unless
+PyTorch pads max-pooling with -inf (here: a copied edge where the border is one wide, which gives the
+same maxima) and average pooling with zeros (counted in the divisor unless
 count_include_pad=False); Keras pooling only knows "valid"/"same", so padding is explicit here and
 the divisor correction, which depends only on shapes, is folded into a constant.
 """
@@ -51,7 +52,14 @@ def _pool(call: Call, kind: str) -> Val:
     pads = [_pool_pads(spatial[i], k[i], stride[i], padding[i], 1, ceil_mode)[:2] for i in range(nd)]
     name = call.layer_name()
     if kind == "max":
-        x = _pad_spatial(call, x, pads, value=-np.inf)
+        if all(a <= 1 and b <= 1 for a, b in pads):
+            # A one-wide border copied from the edge leaves every window's max unchanged (each padded
+            # window also holds the edge element it copies), and unlike -inf it survives int8
+            # quantisation (TFLite) and backends without infinities.
+            widths = [[0, 0], *[list(p) for p in pads], [0, 0]]
+            x = call.ctx.ops.pad(x, widths, mode="symmetric") if any(a or b for a, b in pads) else x
+        else:
+            x = _pad_spatial(call, x, pads, value=-np.inf)
         cls = {1: keras.layers.MaxPooling1D, 2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[nd]
         out = call.ctx.apply_layer(cls(pool_size=k, strides=stride, padding="valid", name=name), x, {})
         return live_val(out, _pooled_shape(v, pads, k, stride), channels_last(v.rank))
