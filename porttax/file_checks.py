@@ -63,13 +63,13 @@ class SafetensorsEntry(NamedTuple):
     end: int
 
 
-def _show(value: object, limit: int = 120) -> str:
+def show_value(value: object, limit: int = 120) -> str:
     """repr() cut to a length fit for a message: names and values in a hostile file can be megabytes."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
+def open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
     """Open a regular file for reading; a FIFO or device would block or never end, so refuse those."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -90,7 +90,7 @@ def _open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
 
 def check_safetensors(path: str | os.PathLike) -> dict[str, SafetensorsEntry]:
     """Check a .safetensors file's header against its size; read only the header, never the data."""
-    with _open_regular(path, "safetensors file") as f:
+    with open_regular(path, "safetensors file") as f:
         try:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
@@ -141,10 +141,10 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _HeaderJsonError(f"duplicate key {_show(key)}")
+            raise _HeaderJsonError(f"duplicate key {show_value(key)}")
         for text in (key, value):
             if isinstance(text, str) and not _encodes_as_utf8(text):
-                raise _HeaderJsonError(f"string {_show(text)} holds an unpaired surrogate escape")
+                raise _HeaderJsonError(f"string {show_value(text)} holds an unpaired surrogate escape")
         out[key] = value
     return out
 
@@ -186,20 +186,20 @@ def _parse_header_json(raw: bytes, path: str) -> dict[str, Any]:
 
 def _tensor_entry(name: str, value: Any, data_size: int, path: str) -> SafetensorsEntry:
     def bad(reason: str) -> InputError:
-        return InputError(f"tensor {_show(name)}: {reason}", path=path, hint=_SAFETENSORS_HINT)
+        return InputError(f"tensor {show_value(name)}: {reason}", path=path, hint=_SAFETENSORS_HINT)
 
     if not isinstance(value, dict):
         raise bad(f"entry is a JSON {type(value).__name__}, not an object")
     if value.keys() != _TENSOR_KEYS:
-        raise bad(f"entry has keys {_show(sorted(value))}, expected exactly {sorted(_TENSOR_KEYS)}")
+        raise bad(f"entry has keys {show_value(sorted(value))}, expected exactly {sorted(_TENSOR_KEYS)}")
     dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
     if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS:
-        raise bad(f"unknown dtype {_show(dtype)}")
+        raise bad(f"unknown dtype {show_value(dtype)}")
     if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= _U64_MAX for d in shape):
-        raise bad(f"shape {_show(shape)} is not a list of non-negative integers")
+        raise bad(f"shape {show_value(shape)} is not a list of non-negative integers")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= data_size):
-        raise bad(f"data_offsets {_show(offsets)} are not [begin, end] with 0 <= begin <= end <= {data_size} "
+        raise bad(f"data_offsets {show_value(offsets)} are not [begin, end] with 0 <= begin <= end <= {data_size} "
                   "(the size of the data section)")
     # Fold like the Rust loader (checked_mul from 1, left to right), so a shape that overflows there,
     # such as [2**63, 4, 0], is refused here too even though its element count is 0.
@@ -207,15 +207,15 @@ def _tensor_entry(name: str, value: Any, data_size: int, path: str) -> Safetenso
     for d in shape:
         count *= d
         if count > _U64_MAX:
-            raise bad(f"shape {_show(shape)} overflows a 64-bit element count")
+            raise bad(f"shape {show_value(shape)} overflows a 64-bit element count")
     bits = count * SAFETENSORS_DTYPE_BITS[dtype]
     if bits > _U64_MAX:
-        raise bad(f"shape {_show(shape)} of {dtype} overflows a 64-bit bit count")
+        raise bad(f"shape {show_value(shape)} of {dtype} overflows a 64-bit bit count")
     if bits % 8:
         raise bad(f"{count} elements of {dtype} do not fill a whole number of bytes")
     begin, end = offsets
     if end - begin != bits // 8:
-        raise bad(f"shape {_show(shape)} of {dtype} needs {bits // 8} bytes but data_offsets span {end - begin}")
+        raise bad(f"shape {show_value(shape)} of {dtype} needs {bits // 8} bytes but data_offsets span {end - begin}")
     return SafetensorsEntry(name, dtype, tuple(shape), begin, end)
 
 
@@ -230,10 +230,10 @@ def _check_layout(entries: dict[str, SafetensorsEntry], data_size: int, path: st
     cursor, previous = 0, None
     for entry in sorted(entries.values(), key=lambda e: (e.start, e.end)):
         if entry.start < cursor:
-            raise InputError(f"tensor {_show(entry.name)} (bytes {entry.start}..{entry.end}) overlaps tensor "
-                             f"{_show(previous)} (ends at {cursor})", path=path, hint=_SAFETENSORS_HINT)
+            raise InputError(f"tensor {show_value(entry.name)} (bytes {entry.start}..{entry.end}) overlaps tensor "
+                             f"{show_value(previous)} (ends at {cursor})", path=path, hint=_SAFETENSORS_HINT)
         if entry.start > cursor:
-            raise InputError(f"{entry.start - cursor} bytes before tensor {_show(entry.name)} belong to no tensor "
+            raise InputError(f"{entry.start - cursor} bytes before tensor {show_value(entry.name)} belong to no tensor "
                              f"(gap at {cursor}..{entry.start})", path=path, hint=_SAFETENSORS_HINT)
         cursor, previous = entry.end, entry.name
     if cursor != data_size:
@@ -270,7 +270,7 @@ def check_zip(path: str | os.PathLike, *, what: str = "archive", max_members: in
     `max_ratio` times. Sizes are as declared: zip readers stop at the declared size.
     """
     max_total_bytes = _unpacked_limit(max_total_bytes)
-    with _open_regular(path, what) as f:
+    with open_regular(path, what) as f:
         declared, directory_bytes = _end_record(f, what, str(path))
         if declared > max_members:
             raise InputError(f"the {what} declares {declared} members, more than the {max_members} allowed",
@@ -291,7 +291,7 @@ def check_zip(path: str | os.PathLike, *, what: str = "archive", max_members: in
     for info in infos:
         _check_member(info, what, str(path), max_ratio)
         if info.filename in names:
-            raise InputError(f"the {what} has two members named {_show(info.filename)}; which one a reader takes "
+            raise InputError(f"the {what} has two members named {show_value(info.filename)}; which one a reader takes "
                              "is up to the reader", path=str(path), hint=_ZIP_HINT)
         names.add(info.filename)
         total += info.file_size
@@ -308,7 +308,7 @@ def _unpacked_limit(default: int) -> int:
     if text is None:
         return default
     if not re.fullmatch(r"\s*[0-9]{1,30}\s*", text):
-        raise InputError(f"{MAX_UNPACKED_ENV}={_show(text)} is not a whole number of bytes",
+        raise InputError(f"{MAX_UNPACKED_ENV}={show_value(text)} is not a whole number of bytes",
                          hint=f"set it like {MAX_UNPACKED_ENV}=300000000000, or unset it")
     return int(text)
 
@@ -343,15 +343,15 @@ def _check_member(info: zipfile.ZipInfo, what: str, path: str, max_ratio: float)
     # orig_filename: ZipInfo cuts `filename` at the first NUL, which would hide the NUL from the check.
     reason = check_zip_member_name(info.orig_filename)
     if reason:
-        raise InputError(f"member {_show(info.orig_filename)} of the {what} is unsafe: {reason}", path=path,
+        raise InputError(f"member {show_value(info.orig_filename)} of the {what} is unsafe: {reason}", path=path,
                          hint=_ZIP_HINT)
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise InputError(f"member {_show(info.filename)} of the {what} is a symbolic link", path=path, hint=_ZIP_HINT)
+        raise InputError(f"member {show_value(info.filename)} of the {what} is a symbolic link", path=path, hint=_ZIP_HINT)
     if info.flag_bits & 0x1:
-        raise InputError(f"member {_show(info.filename)} of the {what} is encrypted", path=path,
+        raise InputError(f"member {show_value(info.filename)} of the {what} is encrypted", path=path,
                          hint="decrypt the archive first; porttax does not read encrypted members")
     if info.file_size > BOMB_MIN_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
-        raise InputError(f"member {_show(info.filename)} of the {what} expands from {info.compress_size} to "
+        raise InputError(f"member {show_value(info.filename)} of the {what} expands from {info.compress_size} to "
                          f"{info.file_size} bytes, more than {max_ratio:g} times (a zip bomb)", path=path,
                          hint=_ZIP_HINT)
 
@@ -366,8 +366,8 @@ def _check_no_overlap(infos: list[zipfile.ZipInfo], start_dir: int, what: str, p
     for info, following in zip(ordered, ordered[1:] + [None]):
         limit = following.header_offset if following is not None else start_dir
         if info.header_offset + 30 + info.compress_size > limit:
-            other = _show(following.filename) if following is not None else "the central directory"
-            raise InputError(f"member {_show(info.filename)} of the {what} overlaps {other}", path=path,
+            other = show_value(following.filename) if following is not None else "the central directory"
+            raise InputError(f"member {show_value(info.filename)} of the {what} overlaps {other}", path=path,
                              hint=_ZIP_HINT)
 
 
@@ -406,7 +406,7 @@ def check_onnx_external_data(path: str | os.PathLike) -> None:
     import onnx
 
     path = Path(path)
-    with _open_regular(path, "ONNX model") as f:
+    with open_regular(path, "ONNX model") as f:
         try:
             model = onnx.load_model_from_string(f.read())  # bytes in, so no external data is followed
         except Exception as exc:  # protobuf DecodeError, OSError and friends
@@ -451,12 +451,12 @@ def _onnx_tensors(model: Any) -> list[Any]:
 
 def _check_external_tensor(tensor: Any, path: Path) -> None:
     def bad(message: str, hint: str = _ONNX_HINT) -> InputError:
-        return InputError(f"tensor {_show(tensor.name)}: {message}", path=str(path), hint=hint)
+        return InputError(f"tensor {show_value(tensor.name)}: {message}", path=str(path), hint=hint)
 
     entries: dict[str, str] = {}
     for entry in tensor.external_data:
         if entry.key in entries:
-            raise bad(f"external data names {_show(entry.key)} twice")
+            raise bad(f"external data names {show_value(entry.key)} twice")
         entries[entry.key] = entry.value
     location = entries.get("location")
     if location is None:
@@ -464,23 +464,23 @@ def _check_external_tensor(tensor: Any, path: Path) -> None:
     try:
         target = resolve_external_location(path.parent, location)
     except ValueError as exc:
-        raise bad(f"points its external data outside the model folder ({_show(location)}): {exc}") from None
+        raise bad(f"points its external data outside the model folder ({show_value(location)}): {exc}") from None
     numbers = {}
     for key in ("offset", "length"):
         if key in entries:
             if not re.fullmatch(r"[0-9]{1,20}", entries[key]):
-                raise bad(f"external-data {key} {_show(entries[key])} is not a non-negative integer")
+                raise bad(f"external-data {key} {show_value(entries[key])} is not a non-negative integer")
             numbers[key] = int(entries[key])
     try:
         info = target.stat()
     except OSError:
         info = None
     if info is None or not stat.S_ISREG(info.st_mode):
-        raise bad(f"external-data file {_show(location)} does not exist next to the model (or is not a file)",
+        raise bad(f"external-data file {show_value(location)} does not exist next to the model (or is not a file)",
                   hint="copy the external-data files into the folder of the .onnx file")
     size = info.st_size
     offset, length = numbers.get("offset", 0), numbers.get("length", 0)
     if offset + length > size:
         raise bad(f"external data at offset {offset} with length {length} runs past the end of "
-                  f"{_show(location)} ({size} bytes)", hint="the external-data file is truncated or not the one "
+                  f"{show_value(location)} ({size} bytes)", hint="the external-data file is truncated or not the one "
                   "this model was saved with")

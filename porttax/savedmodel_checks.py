@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from porttax.errors import InputError, brief
-from porttax.file_checks import _open_regular, _show
+from porttax.file_checks import open_regular, show_value
 
 MAX_SAVED_MODEL_PB = 2 * 1024**3  # protobuf cannot parse a larger message; TensorFlow cannot either
 
@@ -106,7 +106,7 @@ def check_savedmodel_ops(path: str | os.PathLike) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb = Path(path) / "saved_model.pb"
-    with _open_regular(pb, "SavedModel file") as f:
+    with open_regular(pb, "SavedModel file") as f:
         try:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_SAVED_MODEL_PB:
@@ -168,7 +168,7 @@ def _denial(node: Any) -> str | None:
     """What a node does that porttax refuses, or None."""
     if node.op == "PrintV2":
         stream = node.attr["output_stream"].s.decode("utf-8", "replace") if "output_stream" in node.attr else "stderr"
-        return None if stream in _PRINT_STREAMS else f"prints to {_show(stream)}, a file"
+        return None if stream in _PRINT_STREAMS else f"prints to {show_value(stream)}, a file"
     return SAVEDMODEL_DENIED_OPS.get(node.op)
 
 
@@ -258,20 +258,20 @@ class _SavedModelOps:
         if len(body.nodes) != len(nodes):  # TensorFlow refuses these too; here one could hide behind its twin
             seen: set[str] = set()
             twice = next(n.name for n in nodes if n.name in seen or seen.add(n.name))
-            raise self.refuse(f"{where} has two nodes named {_show(twice)}")
+            raise self.refuse(f"{where} has two nodes named {show_value(twice)}")
         return body
 
     def check(self) -> None:
         for function in self.meta_graph.graph_def.library.function:
             name, args = function.signature.name, [a.name for a in function.signature.input_arg]
             if name in self.checkpoint:  # the file prefix the saver passes is the first argument
-                self.check_sites(self.body(function.node_def, args, f"function {_show(name)}",
+                self.check_sites(self.body(function.node_def, args, f"function {show_value(name)}",
                                            ":" + args[0] if args else None))
             else:
-                self.check_plain(function.node_def, f"function {_show(name)}")
+                self.check_plain(function.node_def, f"function {show_value(name)}")
         for gradient in self.meta_graph.graph_def.library.gradient:
             if gradient.gradient_func in self.checkpoint or gradient.function_name in self.checkpoint:
-                raise self.refuse(f"the gradient entry for {_show(gradient.function_name)} names a checkpoint "
+                raise self.refuse(f"the gradient entry for {show_value(gradient.function_name)} names a checkpoint "
                                   "function; only the saver may call one")
         self.check_object_graph()
         self.check_graph()
@@ -282,11 +282,11 @@ class _SavedModelOps:
             why = _denial(node)
             if why is not None:
                 # A denied op's name is one of ours, short and plain, so it is shown as it is.
-                raise self.refuse(f"{where} holds the op {node.op} (node {_show(node.name)}), which {why}")
+                raise self.refuse(f"{where} holds the op {node.op} (node {show_value(node.name)}), which {why}")
             for callee in _calls(node, self.names):
                 if callee in self.checkpoint:
-                    raise self.refuse(f"{where} calls the checkpoint function {_show(callee)} (node "
-                                      f"{_show(node.name)}); only the saver may call one")
+                    raise self.refuse(f"{where} calls the checkpoint function {show_value(callee)} (node "
+                                      f"{show_value(node.name)}); only the saver may call one")
 
     def check_sites(self, body: _Body) -> list[Any]:
         """Check the file I/O of a checkpoint function or of the top-level graph; returns the nodes doing it."""
@@ -296,8 +296,8 @@ class _SavedModelOps:
             callees = [c for c in _calls(node, self.names) if c in self.checkpoint]
             if why is None and not callees:
                 continue
-            what = (f"the op {node.op} (node {_show(node.name)}), which {why}" if why else
-                    f"a call to the checkpoint function {_show(callees[0])} (node {_show(node.name)})")
+            what = (f"the op {node.op} (node {show_value(node.name)}), which {why}" if why else
+                    f"a call to the checkpoint function {show_value(callees[0])} (node {show_value(node.name)})")
             if why is not None and node.op not in _CHECKPOINT_OPS:
                 raise self.refuse(f"{body.where} holds {what}")
             paths = [r for r in node.input if not r.startswith("^")][: 2 if node.op == "MergeV2Checkpoints" else 1]
@@ -318,7 +318,7 @@ class _SavedModelOps:
                 named.append(node.bare_concrete_function.concrete_function_name)
         for name in named:
             if name in self.checkpoint:
-                raise self.refuse(f"the object graph exposes the checkpoint function {_show(name)} as a "
+                raise self.refuse(f"the object graph exposes the checkpoint function {show_value(name)} as a "
                                   "callable; only the saver may call one")
 
     def check_graph(self) -> None:
@@ -340,22 +340,22 @@ class _SavedModelOps:
         outside = sorted(tainted - saver_nodes)
         if outside:
             raise self.refuse(f"the top-level graph runs checkpoint reads or writes outside the saver its MetaGraph "
-                              f"declares: node {_show(outside[0])} is or depends on one")
-        uses = [(f"signature {_show(key)}", tensor) for key, signature in self.meta_graph.signature_def.items()
+                              f"declares: node {show_value(outside[0])} is or depends on one")
+        uses = [(f"signature {show_value(key)}", tensor) for key, signature in self.meta_graph.signature_def.items()
                 for info in [*signature.inputs.values(), *signature.outputs.values()]
                 for tensor in _tensor_info_names(info)]
         saver_bytes = saver.SerializeToString()
         for key, collection in self.meta_graph.collection_def.items():
-            uses += [(f"collection {_show(key)}", name) for name in collection.node_list.value]
+            uses += [(f"collection {show_value(key)}", name) for name in collection.node_list.value]
             # Protos in bytes (VariableDef names its initializer op): look for node names in them. A name
             # sits after its length byte, which may itself read as a name character.
             for value in collection.bytes_list.value:
                 if value != saver_bytes:
                     for token in re.findall(rb"[A-Za-z0-9_./>-]+", value):
-                        uses += [(f"collection {_show(key)}", t.decode()) for t in (token, token[1:])]
+                        uses += [(f"collection {show_value(key)}", t.decode()) for t in (token, token[1:])]
         for user, name in uses:
             if _node_name(name) in tainted:
-                raise self.refuse(f"{user} names {_show(name)}, which runs the saver's checkpoint reads or writes "
+                raise self.refuse(f"{user} names {show_value(name)}, which runs the saver's checkpoint reads or writes "
                                   "outside the loader's restore")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -84,7 +86,7 @@ def max_min(call: OnnxCall):
     for i in range(1, len(call.inputs)):
         other = call.value(i)
         out = call.call(fn, out, other if not isinstance(other, (int, float)) else call.ctx.tensor(
-            __import__("numpy").asarray(call.const(i)), call.node.input[i]))
+            np.asarray(call.const(i)), call.node.input[i]))
     return out
 
 
