@@ -269,7 +269,7 @@ class LlamaConfig(ConfigBase):
             raise InputError(f"LlamaConfig.rope_scaling {self.rope_scaling!r}: parameters must be positive numbers")
         self.rope_scaling = {"rope_type": rope_type, **rope}
 
-    def uses_sliding_window(self, layer: int) -> int | None:
+    def window_of(self, layer: int) -> int | None:
         """The attention window of decoder layer `layer` (None: full causal attention)."""
         if self.sliding_window is None:
             return None

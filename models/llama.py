@@ -90,7 +90,7 @@ class LlamaAttention(nn.Module):
         self.num_kv_heads = config.num_key_value_heads
         self.num_kv_groups = self.num_heads // self.num_kv_heads
         self.head_dim = config.resolved_head_dim
-        self.sliding_window = config.uses_sliding_window(layer)
+        self.sliding_window = config.window_of(layer)
         bias = config.attention_bias
         qkv_bias = bias or config.qkv_bias
         self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=qkv_bias)

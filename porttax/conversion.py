@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
-from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call, weight_bytes
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
 TARGETS = ("keras", "savedmodel", "onnx", "tflite", "torch", "safetensors", "state_dict")
 
@@ -205,7 +205,6 @@ def convert(
         result = convert_keras_to_tflite(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
                                          profile=profile, measure_latency=measure_latency, force=force,
                                          progress=progress, t0=t0, quantize=quantize, calibration=calibration)
-        result.tax.source_weight_bytes = weight_bytes(src.program)
         result.roads, result.roads_text = [r.to_dict() for r in roads], [r.line() for r in roads]
         return result
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import zipfile
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,12 +104,13 @@ class Inspection:
 
 def sniff_format(path: Path) -> str:
     """The format of a model path, from its name and a few bytes: never loads it."""
+    from porttax.hf_folder import is_hf_folder
+    from porttax.loading import is_torchscript
+
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
-        if (path / "config.json").is_file():
-            return "hf_folder"
-        return "unknown"
+        return "hf_folder" if is_hf_folder(path) else "unknown"
     suffix = path.suffix.lower()
     if suffix in (".keras",):
         return "keras"
@@ -121,20 +123,14 @@ def sniff_format(path: Path) -> str:
     if suffix == ".safetensors":
         return "safetensors"
     if suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        import zipfile
-
         try:
-            if zipfile.is_zipfile(path):
-                with zipfile.ZipFile(path) as z:
-                    names = z.namelist()
-                if any(n.endswith("/constants.pkl") or n.endswith("/code/__torch__.py") for n in names) or any(
-                        "/code/" in n for n in names):
-                    return "torchscript"
-                return "state_dict"  # or a pickled module: only loading tells, and that needs trust
-            with open(path, "rb") as f:
-                return "state_dict" if f.read(1) == b"\x80" else "unknown"
-        except OSError:
-            return "unknown"
+            if is_torchscript(path):
+                return "torchscript"
+            with open(path, "rb") as f:  # torch.save writes a zip; legacy files start with a pickle protocol byte
+                head = f.read(2)
+            return "state_dict" if head.startswith((b"PK", b"\x80")) else "unknown"
+        except (OSError, zipfile.BadZipFile):
+            return "unknown"  # or a pickled module: only loading tells, and that needs trust
     return "unknown"
 
 
@@ -181,7 +177,9 @@ def _inspect_torch(path: Path, fmt: str, *, deep: bool, **load: Any) -> Inspecti
     if fmt == "state_dict" and src.origin == "pickle":
         fmt = "pickle"
     ep = decompose(src.program)
-    uses = [u for u in scan_ops(ep) if u.needs_converter]
+    scanned = scan_ops(ep)
+    layers: "OrderedDict[str, str]" = OrderedDict((u.module, u.module_type) for u in scanned)
+    uses = [u for u in scanned if u.needs_converter]
 
     # parameters belong to the module of the first op that reads them
     param_of = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.kind.name in ("PARAMETER", "BUFFER")}
@@ -195,12 +193,11 @@ def _inspect_torch(path: Path, fmt: str, *, deep: bool, **load: Any) -> Inspecti
             if target is None or target in owned or target not in stored:
                 continue
             owned.add(target)
-            tensor = stored[target]
-            module_params[use.module] += tensor.numel()
-            dtypes[str(tensor.dtype).replace("torch.", "")] += tensor.numel()
-    params_total = sum(t.numel() for t in stored.values())
+            module_params[use.module] += stored[target].numel()
+    for tensor in stored.values():
+        dtypes[str(tensor.dtype).replace("torch.", "")] += tensor.numel()
+    params_total = sum(dtypes.values())
 
-    layers: "OrderedDict[str, str]" = OrderedDict((u.module, u.module_type) for u in scan_ops(ep))
     counts: dict[str, OpCount] = {}
     broken: set[str] = set()
     for use in uses:

@@ -197,7 +197,7 @@ def load_torch_source(
         elif not magic.startswith(b"\x80"):  # torch.save writes a zip, or (legacy) a pickle: protocol byte
             raise InputError("not a PyTorch checkpoint (neither a zip archive nor a pickle)", path=str(path),
                              hint="porttax reads torch.save / torch.export.save output, and .safetensors")
-        if _is_torchscript(path):
+        if is_torchscript(path):
             raise InputError("this is a TorchScript archive (torch.jit.save); porttax does not read "
                              "TorchScript yet", path=str(path),
                              hint="export the original model with torch.export.save, or save its state_dict")
@@ -240,7 +240,7 @@ def _load_trusted(path: Path) -> Any:
     return torch.load(str(path), map_location="cpu", weights_only=False)
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as zf:

@@ -78,10 +78,45 @@ class PortingTax:
         return out
 
 
+def _proc_mib(path: str, key: str) -> float | None:
+    """A "Key:  123 kB" field of a Linux /proc file, in MiB; None where there is no such file."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process so far, or since `reset_peak_rss()` on Linux (VmHWM);
+    elsewhere the rusage peak (Linux reports KiB, macOS bytes)."""
+    hwm = _proc_mib("/proc/self/status", "VmHWM")
+    if hwm is not None:
+        return hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if os.uname().sysname == "Darwin" else peak / 1024
+
+
+def current_rss_mb() -> float:
+    return _proc_mib("/proc/self/status", "VmRSS") or peak_rss_mb()
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak mark (Linux ≥ 4.0), so a measurement after imports counts only what follows."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def available_memory_mb() -> float:
+    """Memory the kernel could give a new process now (MemAvailable); unbounded where unknown."""
+    value = _proc_mib("/proc/meminfo", "MemAvailable")
+    return float("inf") if value is None else value
 
 
 def time_call(fn: Callable[[], Any], *, warmup: int = 3, min_runs: int = 10, budget_s: float = 1.0) -> float:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.progress import QUIET, Progress
-from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
 
 QUANTIZE = ("dynamic", "int8")
 CALIBRATION_CASES = 32  # seeded inputs for int8 calibration when the user gives none
@@ -144,4 +144,5 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
             conversion._latency(src, runner, tax, progress)
     if report is not None:
         conversion._fill_drift(tax, report)
+    tax.source_weight_bytes = weight_bytes(src.program)
     return conversion.ConversionResult("tflite", Path(output), model, log, report, tax, src, layer_map=layer_map)

@@ -86,13 +86,13 @@ def test_resolve_rejects_bad_names_and_configs(name: str, config: object, fragme
 def test_mistral_and_qwen2_configs_read_as_llama_variants() -> None:
     _, mistral = models.resolve("llama", {"model_type": "mistral", "sliding_window": 8, "layer_types": ["x"]})
     assert mistral.sliding_window == 8 and mistral.layer_types is None and not mistral.qkv_bias
-    assert [mistral.uses_sliding_window(i) for i in range(2)] == [8, 8]
+    assert [mistral.window_of(i) for i in range(2)] == [8, 8]
     _, qwen = models.resolve("llama", {"model_type": "qwen2", "sliding_window": 32, "use_sliding_window": False,
                                        "max_window_layers": 1, "layer_types": ["full_attention"] * 2})
-    assert qwen.qkv_bias and qwen.sliding_window is None and qwen.uses_sliding_window(1) is None
+    assert qwen.qkv_bias and qwen.sliding_window is None and qwen.window_of(1) is None
     _, windowed = models.resolve("llama", {"model_type": "qwen2", "sliding_window": 32, "use_sliding_window": True,
                                            "max_window_layers": 1})
-    assert windowed.layer_types == ["full_attention", "sliding_attention"] and windowed.uses_sliding_window(1) == 32
+    assert windowed.layer_types == ["full_attention", "sliding_attention"] and windowed.window_of(1) == 32
     _, scaled = models.resolve("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2}})
     assert scaled.rope_scaling == {"rope_type": "linear", "factor": 2} and scaled.rope_theta == 1e4
     _, plain = models.resolve("llama", {"rope_scaling": {"type": "default"}})

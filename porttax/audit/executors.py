@@ -14,12 +14,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
 from porttax.errors import InputError
+from porttax.tax import available_memory_mb
 
 Done = Callable[[dict[str, Any], dict[str, Any]], None]  # (spec, row dict)
 BASE_MEMORY_MB = 1500.0  # torch + TensorFlow + Keras imported, nothing loaded
@@ -96,17 +96,6 @@ def kill_active() -> None:
             _kill_group(pid)
 
 
-def available_memory_mb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("inf")
-
-
 class LocalExecutor:
     """`jobs` worker processes at a time, and no new one while free memory is below its estimate
     (one always runs, so a model larger than the estimate still gets its turn)."""
@@ -136,16 +125,10 @@ class LocalExecutor:
 
     def run(self, specs: list[dict[str, Any]], done: Done) -> None:
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="porttax-audit")
+        futures = {pool.submit(self._one, s): s for s in specs}
         try:
-            futures = {pool.submit(self._one, s): s for s in specs}
-            pending = set(futures)
-            while pending:
-                finished = {f for f in pending if f.done()}
-                for f in finished:
-                    done(futures[f], f.result())
-                pending -= finished
-                if pending and not finished:
-                    time.sleep(0.2)
+            for future in as_completed(futures):
+                done(futures[future], future.result())
         except BaseException:
             for f in futures:
                 f.cancel()

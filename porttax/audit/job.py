@@ -52,10 +52,8 @@ def _run(row: AuditRow, path: Path, opts: dict[str, Any]) -> None:
     load = {k: opts.get(k) for k in ("arch", "config", "trust_pickle", "input_shapes", "input_dtypes")}
     load["trust_pickle"] = bool(load["trust_pickle"])
     insp = inspect_model(path, trust_code=bool(opts.get("trust_code")), **load)
-    row.format = insp.format
-    direct = insp.road("direct")
-    row.params_total, row.dtypes = insp.params_total, insp.dtypes
-    row.layers_total = direct.layers_total if direct else None
+    row.format, row.dtypes = insp.format, insp.dtypes
+    _fill_coverage(row, insp, converted=False)  # what a row that stops here still knows
     target = target_for(insp.framework, opts["to"])
     row.direction = f"{insp.framework}→{target}"
 
@@ -71,7 +69,7 @@ def _run(row: AuditRow, path: Path, opts: dict[str, Any]) -> None:
             if device != "cpu":
                 row.devices[device] = _device_parity(device, path, result.output, insp, opts, load)
         if opts.get("bench", True):
-            _bench_memory(row, path, result.output, insp, opts)
+            _bench_memory(row, path, result.output, insp, opts, load)
 
 
 def _convert(row: AuditRow, path: Path, target: str, output: Path, insp: Any, opts: dict[str, Any],
@@ -158,7 +156,7 @@ def _work_items(insp: Any, exc: Exception) -> list[WorkItem]:
     direct = insp.road("direct")
     items = [WorkItem(o.op, o.count, list(o.where), "direct") for o in (direct.unsupported if direct else [])]
     if not items:  # the registries cover every op, but a converter refused this use of one
-        items = [WorkItem(getattr(exc, "op", None) or "conversion refused", 1, [_one_line(exc)[:200]], "direct")]
+        items = [WorkItem("conversion refused", 1, [_one_line(exc)[:200]], "direct")]
     return items
 
 
@@ -182,10 +180,10 @@ def _output_name(model: str, target: str) -> str:
 # ---------------------------------------------------------------- memory, each side in its own process
 
 
-def _bench_memory(row: AuditRow, source: Path, converted: Path, insp: Any, opts: dict[str, Any]) -> None:
+def _bench_memory(row: AuditRow, source: Path, converted: Path, insp: Any, opts: dict[str, Any],
+                  load: dict[str, Any]) -> None:
     m: Measurements = row.measurements
-    common = {"specs": insp.inputs, "threads": opts.get("threads", 1),
-              "load": {k: opts.get(k) for k in ("arch", "config", "trust_pickle", "input_shapes", "input_dtypes")}}
+    common = {"specs": insp.inputs, "threads": opts.get("threads", 1), "load": load}
     for side, path in (("source", source), ("converted", converted)):
         reading = measure_in_child({"path": str(path), "side": side, **common})
         if reading is not None:
@@ -210,12 +208,13 @@ def measure_memory(spec: dict[str, Any]) -> dict[str, Any]:
     from porttax._frameworks import import_keras, import_torch
     from porttax.parity import make_inputs
     from porttax.parity.open import OpenOptions, open_runner
+    from porttax.tax import current_rss_mb, peak_rss_mb, reset_peak_rss
     from porttax.types import as_specs
 
     import_torch()
     import_keras()
-    baseline = _rss_mb()
-    _reset_peak()
+    baseline = current_rss_mb()
+    reset_peak_rss()
     t0 = time.perf_counter()
     load = {k: v for k, v in spec["load"].items() if v is not None} if spec["side"] == "source" else {}
     runner = open_runner(spec["path"], OpenOptions(**load))
@@ -224,30 +223,4 @@ def measure_memory(spec: dict[str, Any]) -> dict[str, Any]:
     inputs = make_inputs(specs, 0)
     for _ in range(3):
         runner.run(inputs)
-    return {"memory_mb": max(0.0, _peak_mb() - baseline), "load_seconds": load_seconds}
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _reset_peak() -> None:
-    try:  # Linux ≥ 4.0: "5" resets the peak-RSS mark, so imports before it do not count
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    from porttax.tax import peak_rss_mb
-
-    return peak_rss_mb()
+    return {"memory_mb": max(0.0, peak_rss_mb() - baseline), "load_seconds": load_seconds}

@@ -21,6 +21,7 @@ from porttax.audit.effort import load_effort
 from porttax.audit.executors import failed_row, make_executor
 from porttax.audit.rows import AuditReport, AuditRow
 from porttax.errors import InputError
+from porttax.tax import size_on_disk
 
 TARGETS = ("keras", "savedmodel", "onnx", "tflite")
 ROADS = ("direct", "onnx")
@@ -134,21 +135,13 @@ def _job_spec(entry: ModelEntry, index: int, options: dict[str, Any], *, threads
     job_options["trust_pickle"] = bool(per_model.get("trust_pickle") or trust_pickle)
     job_options["trust_code"] = bool(per_model.get("trust_code") or trust_code)
     key_material = json.dumps({"content": digest, "porttax": __version__, "options": job_options}, sort_keys=True)
-    source_bytes = _size(entry.path)
+    source_bytes = size_on_disk(entry.path) if entry.path.exists() else 0
     return {
         "index": index, "path": str(entry.path), "name": entry.name, "content_hash": digest,
         "cache_key": hashlib.sha256(key_material.encode()).hexdigest(), "source_bytes": source_bytes,
         "options": job_options | {"threads": threads, "timeout_s": timeout_s,
                                   "keep_dir": str(keep_dir) if keep_dir is not None else None},
     }
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return 0
 
 
 def _read_cache(cache: Path, key: str) -> AuditRow | None:
