@@ -166,13 +166,19 @@ def _quiet_teardown() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    _quiet_teardown()
-    raise Terminated()
+    _stop(Terminated())
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
+    _stop(KeyboardInterrupt())
+
+
+def _stop(exc: KeyboardInterrupt) -> None:
+    from porttax.saving import request_stop
+
     _quiet_teardown()
-    raise KeyboardInterrupt()
+    request_stop(exc)  # in case this raise is swallowed where it lands: nothing gets published after it
+    raise exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     finally:
+        if in_main:
+            from porttax.saving import request_stop
+
+            request_stop(None)
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 

@@ -19,6 +19,17 @@ from porttax.errors import OutputError, OutputExistsError
 
 
 # errno values that mean "the output could not be written", not "porttax has a bug"
+_stop: BaseException | None = None  # a stop signal seen by this process (see request_stop)
+
+
+def request_stop(exc: BaseException | None) -> None:
+    """Remember a Ctrl-C / SIGTERM. A signal handler's exception can land where it is swallowed (a
+    finalizer running at that instant, a library's blanket except), and the conversion would then go
+    on to publish its output; atomic_output checks this before publishing. None forgets it."""
+    global _stop
+    _stop = exc
+
+
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 _WRITE_WORDS = ("No space left", "File too large", "Disk quota", "Permission denied", "Read-only file system")
 
@@ -64,6 +75,8 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
                               hint="free space or choose another -o location, then run again") from exc
         if not tmp.exists():
             raise RuntimeError(f"nothing was written to {tmp}")
+        if _stop is not None:  # the signal's own exception was lost on the way: stop here instead
+            raise _stop
         _publish(tmp, final, force)
     finally:
         _remove(tmp)

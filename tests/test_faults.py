@@ -78,6 +78,27 @@ def test_signal_mid_conversion_leaves_nothing(tmp_path: Path, sig: int, code: in
     assert _leftovers(tmp_path) == []
 
 
+def test_a_stop_whose_exception_was_swallowed_still_publishes_nothing(tmp_path: Path) -> None:
+    """A signal handler's exception can land inside a finalizer or a library's blanket `except` and be
+    lost (seen once in the SIGTERM test above: exit 0, output written). The handler also records the
+    stop, and atomic_output refuses to publish after one."""
+    from porttax.cli import Terminated
+    from porttax.saving import atomic_output, request_stop
+
+    out = tmp_path / "model.keras"
+    request_stop(Terminated())
+    try:
+        with pytest.raises(Terminated):
+            with atomic_output(out) as tmp:
+                tmp.write_bytes(b"written after the signal")
+    finally:
+        request_stop(None)
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(out) as tmp:  # forgotten once the command is over
+        tmp.write_bytes(b"next run")
+    assert out.read_bytes() == b"next run"
+
+
 def _limit_file_size(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
