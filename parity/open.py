@@ -28,6 +28,7 @@ class OpenOptions:
     arch: str | None = None
     config: Any = None
     trust_pickle: bool = False
+    trust_code: bool = False  # a TorchScript archive (a program) on the torch side
     input_shapes: Sequence[Sequence[int]] | None = None
     input_dtypes: Sequence[str] | None = None
     example_inputs: Sequence[Any] | None = None
@@ -115,7 +116,7 @@ def _torch_runner(model: Any, opts: OpenOptions) -> Runner:
                          hint="run on a machine with an NVIDIA GPU, or use --device cpu")
     src = load_torch_source(model, example_inputs=opts.example_inputs, input_shapes=opts.input_shapes,
                             input_dtypes=opts.input_dtypes, arch=opts.arch, config=opts.config,
-                            trust_pickle=opts.trust_pickle)
+                            trust_pickle=opts.trust_pickle, trust_code=opts.trust_code)
     runnable = src.program if src.origin == "pt2" else src.module
     device = "cuda" if opts.device == "cuda" else None
     runner = TorchRunner(runnable, [s.name for s in src.specs], specs=src.specs, device=device, name=src.name)

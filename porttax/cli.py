@@ -37,8 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="output: .keras file, SavedModel directory, .onnx or .tflite file; .pt2 / .safetensors / .pt for "
                    "Keras sources")
     c.add_argument("--trust-code", action="store_true",
-                   help="allow a Keras file's Lambda layers and other stored code to load (runs code from the "
-                   "file: only for files you trust)")
+                   help="allow stored code to load and run: a TorchScript archive (torch.jit.save), a Keras "
+                   "file's Lambda layers (only for files you trust)")
     c.add_argument("--channels-first", action="store_true",
                    help="Keras → torch: give image inputs/outputs (rank ≥ 4) torch's NCHW layout "
                    "(default: the Keras model's own layout, a drop-in replacement)")
@@ -102,6 +102,8 @@ def _add_parity_parser(sub: Any) -> None:
     g.add_argument("--arch", help="architecture of a state_dict source (see `porttax models list`)")
     g.add_argument("--config", help="JSON config for --arch")
     g.add_argument("--trust-pickle", action="store_true", help="allow a pickled torch module (runs its code)")
+    g.add_argument("--trust-code", action="store_true",
+                   help="allow a TorchScript archive or a Keras file's Lambda layers (runs their code)")
     g.add_argument("--input-shape", action="append", metavar="SHAPE", help="input shape of a source that has none")
     g.add_argument("--input-dtype", action="append", metavar="DTYPE", help="input dtype, per input")
     r = p.add_argument_group("where and how precisely")
@@ -141,7 +143,8 @@ def _add_inspect_parser(sub: Any) -> None:
     i.add_argument("--arch", help="architecture of a state_dict checkpoint (see `porttax models list`)")
     i.add_argument("--config", help="JSON config for --arch")
     i.add_argument("--trust-pickle", action="store_true", help="allow a pickled torch module (runs its code)")
-    i.add_argument("--trust-code", action="store_true", help="allow a Keras file's Lambda layers (runs their code)")
+    i.add_argument("--trust-code", action="store_true",
+                   help="allow a TorchScript archive or a Keras file's Lambda layers (runs their code)")
     i.add_argument("--input-shape", action="append", metavar="SHAPE", help="input shape of a source that has none")
     i.add_argument("--input-dtype", action="append", metavar="DTYPE", help="input dtype, per input")
     i.add_argument("--deep", action="store_true",
@@ -348,7 +351,7 @@ def _parity(args: argparse.Namespace) -> int:
         devices = ["cpu"]
         if not args.quiet:
             print("porttax: no CUDA device here; --device all checks the CPU only", file=sys.stderr)
-    common = dict(arch=args.arch, config=args.config, trust_pickle=args.trust_pickle,
+    common = dict(arch=args.arch, config=args.config, trust_pickle=args.trust_pickle, trust_code=args.trust_code,
                   input_shapes=[parse_shape(s) for s in args.input_shape] if args.input_shape else None,
                   input_dtypes=args.input_dtype)
     reports = []

@@ -37,6 +37,7 @@ class ConversionResult:
         return {
             "source": self.source.path or self.source.name,
             "source_format": self.source.origin,
+            "source_capture": getattr(self.source, "capture", None),  # torch.export, or onnx for TorchScript
             "inputs": [s.to_dict() for s in self.source.specs],
             "target": self.target,
             "output": str(self.output) if self.output else None,
@@ -146,9 +147,9 @@ def convert(
         return convert_keras(source, target=target, output=output, trust_code=trust_code,
                              channels_first=channels_first, parity=parity, seeds=seeds, profile=profile,
                              measure_latency=measure_latency, force=force, progress=progress)
-    if channels_first or trust_code:
-        raise InputError("--channels-first and --trust-code apply to Keras sources",
-                         hint="for a PyTorch source use --trust-pickle")
+    if channels_first:
+        raise InputError("--channels-first applies to Keras sources",
+                         hint="a PyTorch source already takes and returns its own layout")
     if target == "onnx" and output is None:
         raise InputError("an ONNX model is written to disk; give an output path", hint="pass -o model.onnx")
     if target == "savedmodel" and output is None:
@@ -177,9 +178,11 @@ def convert(
         src = load_onnx_source(source, input_shapes)[0]
     else:
         src = load_torch_source(source, example_inputs=example_inputs, input_shapes=input_shapes,
-                                input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle)
+                                input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle,
+                                trust_code=trust_code)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
-    progress.stage(f"captured {src.origin} with torch.export: {sig}")
+    how = "through the ONNX road" if src.capture == "onnx" else "with torch.export"
+    progress.stage(f"captured {src.origin} {how}: {sig}")
     if route == "onnx2tf":
         if target != "savedmodel" or output is None:
             raise InputError("the onnx2tf road writes a SavedModel", hint="use --to savedmodel -o DIR with --route onnx2tf")
@@ -195,8 +198,10 @@ def convert(
     import_keras()
     from porttax.routes import build_keras
 
-    # an ONNX source already is the ONNX road's midpoint: its only road is the direct mapping from there
-    (model, log, layer_map), roads = build_keras(src, "direct" if onnx_source else route, seeds=seeds,
+    # an ONNX source (or TorchScript captured through ONNX) already is the ONNX road's midpoint: its only
+    # road is the direct mapping from there
+    onnx_midpoint = onnx_source or src.capture == "onnx"
+    (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
                                                  profile=profile, progress=progress, prefer=prefer)
 
     if target == "tflite":

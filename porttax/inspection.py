@@ -157,7 +157,7 @@ def inspect_model(
         result = _inspect_onnx(path)
     else:
         result = _inspect_torch(path, fmt, arch=arch, config=config, trust_pickle=trust_pickle,
-                                input_shapes=input_shapes, input_dtypes=input_dtypes, deep=deep)
+                                trust_code=trust_code, input_shapes=input_shapes, input_dtypes=input_dtypes, deep=deep)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -31,8 +31,9 @@ class TorchSource:
     module: Any  # what parity runs as the source: the user's nn.Module, or the ExportedProgram
     specs: list[TensorSpec]
     example: tuple[Any, ...]
-    origin: str  # "module", "pt2", "pickle", "state_dict"
+    origin: str  # "module", "pt2", "pickle", "state_dict", "torchscript", "onnx"
     path: str | None = None
+    capture: str = "torch.export"  # how the program was made: "torch.export", or "onnx" (the ONNX road)
 
     @property
     def name(self) -> str:
@@ -140,8 +141,13 @@ def load_torch_source(
     arch: str | None = None,
     config: dict[str, Any] | str | Path | None = None,
     trust_pickle: bool = False,
+    trust_code: bool = False,
 ) -> TorchSource:
-    """Load any PyTorch source porttax accepts; see README "Inputs" for the formats."""
+    """Load any PyTorch source porttax accepts; see README "Inputs" for the formats.
+
+    A TorchScript archive is a program (see porttax.torchscript): it loads with `trust_code` or
+    `trust_pickle`, either of which says the user trusts code stored in the file.
+    """
     torch = import_torch()
     if isinstance(source, torch.export.ExportedProgram):
         return TorchSource(source, source, specs_from_program(source), _example_of(source), "pt2")
@@ -198,9 +204,8 @@ def load_torch_source(
             raise InputError("not a PyTorch checkpoint (neither a zip archive nor a pickle)", path=str(path),
                              hint="porttax reads torch.save / torch.export.save output, and .safetensors")
         if is_torchscript(path):
-            raise InputError("this is a TorchScript archive (torch.jit.save); porttax does not read "
-                             "TorchScript yet", path=str(path),
-                             hint="export the original model with torch.export.save, or save its state_dict")
+            return _from_torchscript(path, example_inputs, input_shapes, input_dtypes, arch, config,
+                                     trusted=trust_pickle or trust_code)
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
@@ -233,6 +238,28 @@ def load_torch_source(
     raise InputError(f"unknown model file type {suffix!r}", path=str(path),
                      hint="porttax reads .pt2, .pt/.pth/.bin (state_dict, or a pickled module with "
                      "--trust-pickle), .safetensors, .keras, .h5 and SavedModel directories")
+
+
+def _from_torchscript(path: Path, example_inputs: Any, input_shapes: Any, input_dtypes: Any, arch: str | None,
+                      config: Any, *, trusted: bool) -> TorchSource:
+    from porttax import torchscript
+
+    if not trusted:
+        raise UntrustedInputError(
+            "this is a TorchScript archive (torch.jit.save): a program whose stored code runs when it is "
+            "loaded and called, so porttax refuses it by default", path=str(path),
+            hint="if you trust where the file came from, pass --trust-code (trust_code=True); safer: "
+            "export the original model with torch.export.save (.pt2) or save its state_dict")
+    example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, config)
+    if example is None:
+        raise InputError("a TorchScript archive does not record its input shapes", path=str(path),
+                         hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and --input-dtype int64 "
+                         "for token ids)")
+    script = torchscript.load_script(path)
+    program, road = torchscript.capture(script, example, str(path))
+    src = TorchSource(program, script, specs_from_program(program), tuple(example), "torchscript", str(path))
+    src.capture = road
+    return src
 
 
 def _load_trusted(path: Path) -> Any:

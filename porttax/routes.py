@@ -122,7 +122,15 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
         path = Path(folder) / f"{src.name}.onnx"
         try:
             progress.stage("exporting to ONNX (onnx road)")
-            export_onnx(src.program, src.example, path, name=src.name)
+            if src.origin == "torchscript":  # its own exporter reads the script, not the captured program
+                from porttax.torchscript import export_script_onnx
+
+                try:
+                    export_script_onnx(src.module, src.example, path, [s.name for s in src.specs])
+                except PorttaxError as exc:
+                    raise exc.at(src.path or src.name) from None
+            else:
+                export_onnx(src.program, src.example, path, name=src.name)
             hop = check_parity(_torch_runner(src), OnnxRunner(path, name=f"{src.name}.onnx"), src.specs,
                                seeds=seeds, profile=profile)
             road.hops.append({"hop": "torch → ONNX", "rel_l2": worst_rel_l2(hop), "passed": bool(hop.passed)})

@@ -1,0 +1,166 @@
+"""TorchScript archives (`torch.jit.save`) as a source: captured into the same ExportedProgram every
+other PyTorch source becomes, so the converters, parity and localisation need nothing new.
+
+A TorchScript archive is a program, not data: `torch.jit.load` unpickles its constants and compiles
+the code stored in it, and calling the module runs that code. PyTorch's own security policy says to
+treat one like an executable from its author, and `torch.jit.load` has no safe mode; so porttax opens
+one only with a trust flag (see SECURITY.md).
+
+Capture, in order:
+1. torch.export's TorchScript converter (`TS2EPConverter`) turns the TorchScript graph into an
+   ExportedProgram. porttax re-exports it with static shapes, gives the inputs the names of the
+   script's `forward` arguments, and recovers each op's module path from the parameters it reads (the
+   converter drops the module stack), so Keras layers carry the source's module names as usual.
+2. Where that converter cannot take the graph (it refuses loops over lists of tensors, for example),
+   the TorchScript ONNX exporter writes ONNX, and porttax's ONNX → torch registry turns it into the
+   program: the ONNX road. Both failures are reported when neither works.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from porttax._frameworks import import_torch
+from porttax.errors import InputError, PorttaxError, UnsupportedError, brief
+
+
+def load_script(path: Path) -> Any:
+    """`torch.jit.load` on CPU; the caller has checked the zip and the user's trust."""
+    torch = import_torch()
+    try:
+        with _quiet():  # torch deprecates TorchScript and says so on every load
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:
+        raise InputError(f"not a loadable TorchScript archive ({type(exc).__name__}: {brief(exc)})",
+                         path=str(path), hint="re-save it with torch.jit.save, or export the original model "
+                         "with torch.export.save (.pt2)") from exc
+
+
+def input_names(script: Any) -> list[str]:
+    """The names of the script's `forward` arguments (after self): the converted model's input names."""
+    try:
+        args = script.forward.schema.arguments[1:]
+    except (AttributeError, RuntimeError):
+        return []
+    return [a.name for a in args]
+
+
+def capture(script: Any, example: Sequence[Any], path: str | None = None) -> tuple[Any, str]:
+    """(ExportedProgram, how it was captured: "torch.export" or "onnx") for a loaded ScriptModule."""
+    names = input_names(script)[: len(example)]
+    try:
+        return via_ts2ep(script, example, names), "torch.export"
+    except PorttaxError as ts2ep_error:
+        try:
+            return via_onnx(script, example, names), "onnx"
+        except PorttaxError as onnx_error:
+            raise UnsupportedError(
+                "neither road can capture this TorchScript module:\n"
+                f"  - torch.export's TorchScript converter: {ts2ep_error.message}\n"
+                f"  - the ONNX road: {onnx_error.message}", path=path,
+                hint="export the original Python model with torch.export.save (.pt2), or save its "
+                "state_dict and pass --arch") from None
+
+
+def via_ts2ep(script: Any, example: Sequence[Any], names: Sequence[str]) -> Any:
+    torch = import_torch()
+    from torch._export.converter import TS2EPConverter  # torch's own; private, so any failure is caught
+
+    example = tuple(example)
+    try:
+        with _quiet():
+            dynamic = TS2EPConverter(script, example).convert()
+            # the converter marks every dimension dynamic; the Keras model is static-shaped
+            program = torch.export.export(dynamic.module(), example, strict=False)
+    except Exception as exc:
+        raise UnsupportedError(brief(exc)) from exc
+    _rename_inputs(program, names)
+    _recover_module_paths(program, script)
+    return program
+
+
+def via_onnx(script: Any, example: Sequence[Any], names: Sequence[str]) -> Any:
+    from porttax.onnx_loading import load_onnx_source
+
+    with tempfile.TemporaryDirectory(prefix="porttax-torchscript-") as folder:
+        path = Path(folder) / "torchscript.onnx"
+        export_script_onnx(script, example, path, names)
+        try:
+            src, _ = load_onnx_source(path, [tuple(t.shape) for t in example])
+        except PorttaxError as exc:
+            raise UnsupportedError(exc.message.replace(str(path), path.name)) from None
+    return src.program
+
+
+def export_script_onnx(script: Any, example: Sequence[Any], path: Path, names: Sequence[str]) -> None:
+    """The TorchScript ONNX exporter (`dynamo=False`), the one that reads ScriptModules natively."""
+    torch = import_torch()
+    try:
+        with _quiet():
+            torch.onnx.export(script, tuple(example), str(path), dynamo=False,
+                              input_names=list(names) or None, opset_version=17)
+    except Exception as exc:
+        raise UnsupportedError(f"torch.onnx.export failed: {brief(exc)}") from exc
+
+
+def _rename_inputs(program: Any, names: Sequence[str]) -> None:
+    """Give user inputs the script's argument names (re-export calls them x_1, args_0 ...)."""
+    from torch.export.graph_signature import InputKind, TensorArgument
+
+    user = [s for s in program.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
+    if len(user) != len(names) or len(set(names)) != len(names):
+        return
+    taken = {n.name for n in program.graph.nodes} - {s.arg.name for s in user}
+    if taken & set(names):
+        return
+    nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    for spec, new in zip(user, names):
+        node = nodes[spec.arg.name]
+        node.name = node.target = new
+        spec.arg = TensorArgument(name=new)
+    for entry in program.module_call_graph:  # decompositions re-trace from the recorded argument names
+        if entry.fqn == "" and entry.signature is not None:
+            entry.signature.forward_arg_names = list(names)
+    program.graph_module.recompile()
+
+
+def _recover_module_paths(program: Any, script: Any) -> None:
+    """Set `nn_module_stack` on every op that reads a parameter or buffer of a submodule, from the
+    tensor's dotted name ("layer1.0.conv1.weight" → module "layer1.0.conv1", its TorchScript class)."""
+    from torch.export.graph_signature import InputKind
+
+    owners = {s.arg.name: s.target for s in program.graph_signature.input_specs
+              if s.kind in (InputKind.PARAMETER, InputKind.BUFFER) and s.target}
+    modules = dict(script.named_modules())
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        reads = [owners[a.name] for a in node.args if hasattr(a, "name") and a.name in owners]
+        paths = {r.rsplit(".", 1)[0] for r in reads if "." in r}
+        if len(paths) != 1:
+            continue  # a top-level op, or one that mixes tensors of several modules
+        module_path = paths.pop()
+        kind = getattr(modules.get(module_path), "original_name", "Module")
+        node.meta["nn_module_stack"] = {module_path: (module_path, kind)}
+
+
+class _quiet:
+    """TS2EP and the exporters warn and log at length about things that are fine here."""
+
+    def __enter__(self) -> None:
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        self._loggers = [logging.getLogger(n) for n in ("torch._export", "torch.export", "torch.onnx")]
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: Any) -> None:
+        for lg, level in zip(self._loggers, self._levels):
+            lg.setLevel(level)
+        self._warnings.__exit__(*exc)
