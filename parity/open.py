@@ -70,6 +70,12 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
         from porttax.parity.runners import TfLiteRunner
 
         return TfLiteRunner(path)
+    if suffix == ".pte":
+        if opts.device == "cuda":
+            raise InputError("porttax runs .pte programs in ExecuTorch's runtime on the CPU", path=str(path))
+        from porttax.parity.runners import ExecuTorchRunner
+
+        return ExecuTorchRunner(path)
     if suffix == ".onnx":
         if opts.device == "cuda":
             raise InputError("porttax runs ONNX on onnxruntime's CPU provider only", path=str(path))
@@ -77,7 +83,7 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
     if suffix in _TORCH_SUFFIXES:
         return _torch_runner(path, opts)
     raise InputError(f"cannot tell the model format from {suffix or 'a missing extension'!r}", path=str(path),
-                     hint="use .pt2/.pt/.pth/.safetensors (PyTorch), .keras, .onnx, .tflite, or a SavedModel directory")
+                     hint="use .pt2/.pt/.pth/.safetensors (PyTorch), .keras, .onnx, .tflite, .pte, or a SavedModel directory")
 
 
 def open_pair(source: Any, converted: Any, options: OpenOptions | None = None,

@@ -488,7 +488,11 @@ class TfLiteRunner(Runner):
         # The runtime may refuse a graph (XNNPACK, at prepare time) or abort the process (a kernel's
         # check failing): try it in a child process first, and run here only what ran there.
         self.delegate = probe_tflite(path, signature)
+        import time
+
+        t0 = time.perf_counter()
         self._open(path, signature, threads, delegates=self.delegate == "xnnpack")
+        self.load_ms = (time.perf_counter() - t0) * 1000  # file to ready-to-run, as an app would load it
         details = self._runner.get_input_details()
         signatures = self._interpreter.get_signature_list()
         self.name = name or path.name
@@ -542,3 +546,65 @@ def probe_tflite(path: Path, signature: str = "serving_default") -> str:
         failures.append(f"{kernels}: {lines[-1][:200] if lines else how}")
     raise InputError("the LiteRT runtime cannot run this model (" + "; ".join(failures) + ")", path=str(path),
                      hint="for a quantised model, try --quantize dynamic; report the model if a float one fails")
+
+
+# ExecuTorch's ScalarType codes for the dtypes a model's inputs and outputs take
+_EXECUTORCH_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
+                      7: "float64", 11: "bool"}
+
+
+class ExecuTorchRunner(Runner):
+    """A `.pte` program in ExecuTorch's runtime (`executorch.runtime`), its `forward` method.
+
+    Input names come from the `porttax_input_names` constant method porttax writes into the program
+    (see porttax.to_executorch); a `.pte` from elsewhere gets input_0, input_1, ... Shapes and dtypes
+    come from the method's metadata: a `.pte` is static-shaped.
+    """
+
+    framework: Framework = "executorch"
+
+    def __init__(self, path: str | Path, *, name: str | None = None, input_names: Sequence[str] | None = None) -> None:
+        import json
+        import time
+
+        from porttax.to_executorch import INPUT_NAMES, OUTPUT_NAMES, require_executorch
+
+        require_executorch()
+        from executorch.runtime import Runtime
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("no such .pte file", path=str(path))
+        t0 = time.perf_counter()
+        try:
+            program = Runtime.get().load_program(str(path))
+            self._method = program.load_method("forward")
+        except Exception as exc:  # the runtime raises RuntimeError with its own status text
+            raise InputError(f"the ExecuTorch runtime cannot load the program: {exc}", path=str(path),
+                             hint="re-export it with porttax convert --to executorch") from exc
+        self.load_ms = (time.perf_counter() - t0) * 1000
+        meta = program.metadata("forward")
+        names: list[str] = list(input_names or [])
+        if not names and INPUT_NAMES in program.method_names:
+            names = json.loads(program.load_method(INPUT_NAMES).execute([])[0])
+        count = meta.num_inputs()
+        if len(names) != count:
+            names = [f"input_{i}" for i in range(count)]
+        self.input_names = names
+        self.specs = []
+        for i, n in enumerate(names):
+            tensor = meta.input_tensor_meta(i)
+            dtype = _EXECUTORCH_DTYPES.get(int(tensor.dtype()))
+            if dtype is None:
+                raise InputError(f"input {n!r} has ExecuTorch dtype code {tensor.dtype()}, which porttax does not feed",
+                                 path=str(path))
+            self.specs.append(TensorSpec(n, tuple(int(d) for d in tensor.sizes()), dtype))
+        if OUTPUT_NAMES in program.method_names:
+            self.output_names = json.loads(program.load_method(OUTPUT_NAMES).execute([])[0])
+        self.name = name or path.name
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        torch = import_torch()
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+        outputs = self._method.execute(args)
+        return [np.array(o.detach().numpy() if hasattr(o, "detach") else o) for o in outputs]

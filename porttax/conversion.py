@@ -11,7 +11,7 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TARGETS = ("keras", "savedmodel", "onnx", "tflite", "torch", "safetensors", "state_dict")
+TARGETS = ("keras", "savedmodel", "onnx", "tflite", "executorch", "torch", "safetensors", "state_dict")
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ConversionResult:
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
     if to is None:
         suffix = Path(str(output)).suffix.lower() if output is not None else ""
-        by_suffix = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
+        by_suffix = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
                      ".pth": "state_dict"}
         if suffix in by_suffix:
             return by_suffix[suffix]
@@ -62,7 +62,8 @@ def infer_target(to: str | None, output: str | Path | None, keras_source: bool =
     to = to.lower().replace("_", "").replace("-", "")
     aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel",
                "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
-               "statedict": "state_dict", "onnx": "onnx", "tflite": "tflite", "litert": "tflite"}
+               "statedict": "state_dict", "onnx": "onnx", "tflite": "tflite", "litert": "tflite",
+               "executorch": "executorch", "pte": "executorch"}
     if to not in aliases:
         raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return aliases[to]
@@ -124,6 +125,11 @@ def convert(
     keras_source = is_keras_source(source)
     onnx_source = is_onnx_source(source)
     target = infer_target(to, output, keras_source)
+    if target == "executorch":
+        from porttax.to_executorch import check_pte_path, require_executorch
+
+        check_pte_path(output)
+        require_executorch()
     if onnx_source and target in ("torch", "safetensors", "state_dict", "onnx"):
         if target != "torch" or output is None:
             raise InputError(f"an ONNX model converts to keras, savedmodel or torch (.pt2); got {target!r}",
@@ -136,7 +142,7 @@ def convert(
         src, log = load_onnx_source(source, input_shapes)
         return convert_onnx_to_torch(src, log, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
-    if keras_source or target in ("torch", "safetensors", "state_dict"):
+    if keras_source or target in ("torch", "safetensors", "state_dict"):  # executorch: from Keras, via torch
         if not keras_source:
             raise InputError(f"--to {target} takes a Keras source (.keras, .h5 or a SavedModel directory)",
                              hint="a PyTorch model is already a PyTorch model; convert it --to keras or savedmodel")
@@ -190,6 +196,11 @@ def convert(
 
         return convert_via_onnx2tf(src, output=output, parity=parity, seeds=seeds, profile=profile,
                                    measure_latency=measure_latency, force=force, progress=progress, t0=t0)
+    if target == "executorch":
+        from porttax.to_executorch import convert_torch_to_executorch
+
+        return convert_torch_to_executorch(src, output=output, parity=parity, seeds=seeds, profile=profile,
+                                           measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if target == "onnx":
         from porttax.to_onnx import convert_torch_to_onnx
 

@@ -35,6 +35,8 @@ class PortingTax:
     output_bytes: int | None = None
     source_weight_bytes: int | None = None  # the source's parameters and buffers, as stored (dtype size)
     quantize: str | None = None  # "dynamic" / "int8" for quantised outputs
+    load_ms: float | None = None  # the written artefact, from file to ready to run, in its own runtime
+    runtime_note: str | None = None  # e.g. how much of the graph a delegate took
     manual_work: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -75,6 +77,10 @@ class PortingTax:
             ratio = f" ({self.size_ratio:.2f}× the source's weights)" if self.size_ratio is not None else ""
             quant = f", {self.quantize} quantised" if self.quantize else ""
             out.append(f"output size        {self.output_bytes / 1e6:.2f} MB{ratio}{quant}")
+        if self.load_ms is not None:
+            out.append(f"load               {self.load_ms:.0f} ms into its runtime")
+        if self.runtime_note:
+            out.append(f"runtime            {self.runtime_note}")
         return out
 
 

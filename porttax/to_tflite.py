@@ -139,6 +139,8 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
             runner = TfLiteRunner(tmp, name=f"{src.name}.tflite")
         except InputError as exc:  # name the output the user asked for, not its temporary sibling
             raise UnsupportedError(exc.message, path=str(output), hint=exc.hint) from None
+        tax.load_ms = runner.load_ms
+        tax.runtime_note = f"LiteRT runs it with {'the XNNPACK delegate' if runner.delegate == 'xnnpack' else 'its builtin kernels'}"
         report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
             conversion._latency(src, runner, tax, progress)

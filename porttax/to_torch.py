@@ -20,9 +20,9 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx")
+TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx", "executorch")
 PT2_LAYER_MAP = "porttax/layer_map.json"  # in a .pt2 from this road: torch module outputs ↔ Keras layer outputs
-_SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx"}
+_SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx", "executorch": ".pte"}
 
 
 def convert_keras(
@@ -87,6 +87,8 @@ def convert_keras(
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
             converted = _artifact_runner(target, tmp, module, src, result, program)
+            if target == "executorch":
+                tax.load_ms, tax.runtime_note = getattr(converted, "load_ms", None), program.note()
             report = _parity(src, converted, seeds, profile, progress) if parity else None
             if measure_latency:
                 _latency(src, converted, tax, progress)
@@ -129,6 +131,18 @@ def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
         program = import_torch().export.export(module, example, dynamic_shapes=dynamic)
         export_onnx(program, example, path, name=src.name)
         return None
+    if target == "executorch":  # Keras → torch module → torch.export (static shapes) → ExecuTorch
+        from porttax._frameworks import import_torch
+        from porttax.parity import make_inputs
+        from porttax.to_executorch import program_to_pte
+
+        inputs = make_inputs(result.inputs, 0)  # the sizes parity feeds: a .pte is static-shaped
+        example = tuple(import_torch().from_numpy(np.ascontiguousarray(inputs[s.name])) for s in result.inputs)
+        program = import_torch().export.export(module, example)
+        lowered = program_to_pte(program, input_names=_torch_names(src), output_names=result.output_names,
+                                 name=src.name)
+        path.write_bytes(lowered.buffer)
+        return lowered
     if target == "torch":
         example, dynamic = export_example(result, src)
         return write_pt2(module, path, example, dynamic,
@@ -173,6 +187,10 @@ def _artifact_runner(target: str, path: Path, module: Any, src: Any, result: Any
         from porttax.parity.runners import OnnxRunner
 
         return _maybe_channels_first(OnnxRunner(path, name=f"{src.name}.onnx"), result)
+    if target == "executorch":
+        from porttax.parity.runners import ExecuTorchRunner
+
+        return _maybe_channels_first(ExecuTorchRunner(path, name=f"{src.name}.pte"), result)
     if target == "torch":
         runnable = torch.export.load(str(path))
         name = f"{src.name}.pt2"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 Dim = int | str  # an int is a fixed size; a str names a symbolic dim ("batch", "seq")
-Framework = Literal["torch", "keras", "tf", "onnx", "tflite"]
+Framework = Literal["torch", "keras", "tf", "onnx", "tflite", "tfjs", "executorch"]
 
 
 @dataclass(frozen=True)
