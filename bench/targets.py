@@ -3,7 +3,7 @@
     .venv/bin/python bench/targets.py [--models resnet18,llama-tiny] [--seconds 6]
 
 Each target is converted once (direct road, parity on), loaded the way its runtime loads it (Keras,
-TensorFlow, onnxruntime, the LiteRT interpreter), and timed with the torch source in short alternating
+TensorFlow, onnxruntime, the LiteRT interpreter, ExecuTorch's runtime), and timed with the torch source in short alternating
 blocks in this process (porttax.tax.time_interleaved), so machine noise hits every runtime alike. Sizes
 are bytes on disk against the source's weight bytes. Only the ratios mean anything across machines.
 """
@@ -24,7 +24,8 @@ from roads import build  # noqa: E402  (same models, same seeds)
 from porttax._frameworks import import_tf, import_torch  # noqa: E402
 
 TARGETS = [("keras", "model.keras", {}), ("savedmodel", "model_sm", {}), ("onnx", "model.onnx", {}),
-           ("tflite", "model.tflite", {}), ("tflite", "model_dynamic.tflite", {"quantize": "dynamic"})]
+           ("tflite", "model.tflite", {}), ("tflite", "model_dynamic.tflite", {"quantize": "dynamic"}),
+           ("executorch", "model.pte", {})]
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ class Inspection:
     ops: list[OpCount]
     roads: list[RoadCoverage]
     seconds: float = 0.0
+    targets: list[Any] = field(default_factory=list)  # porttax.inspect_targets.TargetCheck, per target
 
     def road(self, name: str) -> RoadCoverage | None:
         return next((r for r in self.roads if r.road == name), None)
@@ -98,7 +99,8 @@ class Inspection:
         for op in self.ops:
             marks = " ".join(f"{r}:{'yes' if ok else 'NO'}" for r, ok in op.roads.items())
             out.append(f"  {op.op:<{width}} ×{op.count:<4} {marks}")
-        out.append(f"inspected in {self.seconds:.1f} s (nothing converted)")
+        out.extend(t.line() for t in self.targets)
+        out.append(f"inspected in {self.seconds:.1f} s (nothing kept)")
         return out
 
 
@@ -219,9 +221,11 @@ def _inspect_torch(path: Path, fmt: str, *, deep: bool, **load: Any) -> Inspecti
         for entry in counts.values():
             entry.roads["onnx"] = onnx_road.complete
     type_counts = Counter(short_type(t) for m, t in layers.items())
+    from porttax.inspect_targets import torch_targets
+
     return Inspection(str(path), fmt, "torch", [s.to_dict() for s in src.specs], params_total, dict(dtypes),
                       dict(type_counts.most_common()), sorted(counts.values(), key=lambda o: -o.count),
-                      [direct, onnx_road])
+                      [direct, onnx_road], targets=torch_targets(src, src.program, direct, onnx_road, deep=deep))
 
 
 def _torch_onnx_road(src: Any, layers: dict[str, str], params_total: int) -> RoadCoverage:
@@ -279,9 +283,11 @@ def _inspect_keras(path: Path, fmt: str, trust_code: bool) -> Inspection:
     road = RoadCoverage("direct", "torch", layers_total=len(uses),
                         layers_covered=sum(1 for u in uses if u.converter is not None), params_total=params_total,
                         params_covered=params_covered, unsupported=[o for o in counts.values() if not o.roads["direct"]])
+    from porttax.inspect_targets import keras_targets
+
     return Inspection(str(path), fmt, "keras", [s.to_dict() for s in src.specs], params_total, dict(dtypes),
                       dict(Counter(u.op for u in uses).most_common()), sorted(counts.values(), key=lambda o: -o.count),
-                      [road])
+                      [road], targets=keras_targets(road))
 
 
 # ---------------------------------------------------------------- ONNX
@@ -323,9 +329,11 @@ def _inspect_onnx(path: Path) -> Inspection:
                         params_total=params_total, params_covered=params_covered,
                         unsupported=[o for o in counts.values() if not o.roads["direct"]])
     inputs = _onnx_inputs(model)
+    from porttax.inspect_targets import onnx_targets
+
     return Inspection(str(path), "onnx", "onnx", inputs, params_total, dict(dtypes),
                       dict(Counter(o.op for o in counts.values() for _ in range(o.count)).most_common()),
-                      sorted(counts.values(), key=lambda o: -o.count), [road])
+                      sorted(counts.values(), key=lambda o: -o.count), [road], targets=onnx_targets(road))
 
 
 def _onnx_inputs(model: Any) -> list[dict[str, Any]]:
