@@ -142,6 +142,13 @@ def convert(
         src, log = load_onnx_source(source, input_shapes)
         return convert_onnx_to_torch(src, log, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
+    if keras_source and target == "tflite":  # the SavedModel road needs no porttax mapping: TF's own export
+        from porttax.to_tflite import convert_keras_source_to_tflite
+
+        return convert_keras_source_to_tflite(source, output=output, trust_code=trust_code, parity=parity,
+                                              seeds=seeds, profile=profile, measure_latency=measure_latency,
+                                              force=force, progress=progress, quantize=quantize,
+                                              calibration=calibration)
     if keras_source or target in ("torch", "safetensors", "state_dict"):  # executorch: from Keras, via torch
         if not keras_source:
             raise InputError(f"--to {target} takes a Keras source (.keras, .h5 or a SavedModel directory)",
@@ -271,8 +278,13 @@ def _artifact_runner(target: str, path: Path, src: Any) -> Any:
 
 
 def _source_runner(src: Any) -> Any:
+    from porttax.keras_loading import KerasSource
     from porttax.parity import TorchRunner
 
+    if isinstance(src, KerasSource):  # a Keras model going to a TF-family target (tflite)
+        from porttax.to_torch import _source_runner as keras_source_runner
+
+        return keras_source_runner(src)
     if src.origin == "onnx":  # the reference is the ONNX file itself, as onnxruntime runs it
         from porttax.parity.runners import OnnxRunner
 

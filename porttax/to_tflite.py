@@ -146,5 +146,38 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
             conversion._latency(src, runner, tax, progress)
     if report is not None:
         conversion._fill_drift(tax, report)
-    tax.source_weight_bytes = weight_bytes(src.program)
+    tax.source_weight_bytes = weight_bytes(src.program) if hasattr(src, "program") else _keras_weight_bytes(model)
     return conversion.ConversionResult("tflite", Path(output), model, log, report, tax, src, layer_map=layer_map)
+
+
+def convert_keras_source_to_tflite(source: Any, *, output: str | Path | None, trust_code: bool = False,
+                                   progress: Progress | None = None, **options: Any) -> Any:
+    """A Keras model (`.keras`, `.h5`, SavedModel) → `.tflite`, checked against the Keras model itself.
+
+    Keras models are TensorFlow graphs already: no porttax mapping is involved, so the mapping log
+    lists each Keras layer as carried over as is."""
+    from porttax._frameworks import import_keras, import_torch
+    from porttax.converters.mapping_log import MappingLog
+    from porttax.keras_loading import load_keras_source
+    from porttax.saving import check_output
+
+    progress = progress or QUIET
+    if output is None or not str(output).endswith(".tflite"):
+        raise InputError("a LiteRT model is written to a .tflite file", path=str(output) if output else None,
+                         hint="pass -o model.tflite")
+    check_output(output, options.get("force", False))
+    t0 = time.perf_counter()
+    import_torch()  # before Keras/TensorFlow: see porttax._frameworks
+    import_keras()
+    progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
+    src = load_keras_source(source, trust_code=trust_code)
+    log = MappingLog()
+    for layer in src.model.layers:
+        log.layer(layer.name, type(layer).__name__).targets.append(layer.name)
+    return convert_keras_to_tflite(src.model, None, src, log, output=output, progress=progress, t0=t0, **options)
+
+
+def _keras_weight_bytes(model: Any) -> int:
+    import numpy as np
+
+    return int(sum(np.asarray(w).nbytes for w in model.weights))

@@ -133,3 +133,21 @@ def test_quantize_is_for_tflite_only(tmp_path: Path) -> None:
     mlp = _pt2(models.build_model("mlp-tiny", seed=0), models.example_inputs("mlp-tiny", batch=1), tmp_path / "mlp.pt2")
     done = run_cli("convert", str(mlp), "--to", "keras", "--quantize", "int8", "-o", str(tmp_path / "m.keras"))
     assert done.returncode == 2 and "--quantize" in done.stderr
+
+
+def test_a_keras_model_reaches_tflite_and_is_checked_against_keras(tmp_path: Path) -> None:
+    """A Keras source goes straight to the SavedModel road (TF's own export), no porttax mapping."""
+    from porttax._frameworks import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((20, 20, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inp)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(4, name="head")(x)
+    source = tmp_path / "small_cnn.keras"
+    keras.Model(inp, out, name="small_cnn").save(source)
+    report = _converted_and_checked(source, tmp_path)
+    assert [i["name"] for i in report["inputs"]] == ["image"]
+    assert report["porting_tax"]["layers_mapped"] == report["porting_tax"]["layers_total"] == 5
