@@ -52,6 +52,8 @@ class MappingLog:
     source_transposes: int = 0  # transposes the source model itself computes
     reshapes_for_layout: int = 0
     unsupported: list[dict[str, str]] = field(default_factory=list)
+    # the Transform object behind each port, by port target: weights-only conversion replays them
+    transforms: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def layer(self, path: str, type_name: str) -> LayerRecord:
         if path not in self.layers:

@@ -343,8 +343,13 @@ def load_state_dict_model(
     name: str,
     config: Mapping[str, Any] | ConfigBase | None,
     state_dict: Mapping[str, "torch.Tensor"],
+    *,
+    lazy: bool = False,
 ) -> "nn.Module":
     """Build the architecture and load `state_dict` into it strictly; returns the model in eval mode.
+
+    `lazy=True` takes the meta tensors of a streamed checkpoint (porttax.lazy_weights): the model's
+    parameters stay on the meta device, each pointing at its bytes in the file.
 
     Raises InputError naming every missing key, unexpected key and shape mismatch at once, so one
     run shows everything wrong with a checkpoint. Tolerated: a tied key left out (filled from the
@@ -353,7 +358,13 @@ def load_state_dict_model(
     import torch
 
     arch, cfg = resolve(name, config)
-    model = _build(arch, cfg, seed=0)
+    if lazy:
+        from porttax.lazy_weights import empty_parameters
+
+        with empty_parameters():
+            model = _build(arch, cfg, seed=0)
+    else:
+        model = _build(arch, cfg, seed=0)
     expected = model.state_dict()
     given = dict(state_dict)
 
@@ -363,7 +374,7 @@ def load_state_dict_model(
     for key, source in getattr(model, "tied_weight_keys", {}).items():
         if key not in given and source in given:
             given[key] = given[source]
-        elif key in given and source in given and not torch.equal(given[key], given[source]):
+        elif key in given and source in given and not lazy and not torch.equal(given[key], given[source]):
             raise InputError(
                 f"{arch.name}: {key} differs from {source}, but the config ties them",
                 hint="set tie_word_embeddings to false for this checkpoint",
@@ -389,6 +400,11 @@ def load_state_dict_model(
             f"state_dict does not fit {arch.name} ({type(cfg).__name__}): " + "; ".join(problems),
             hint="check that the architecture and config match the checkpoint",
         )
+    if lazy:
+        from porttax.lazy_weights import attach
+
+        attach(model, given)
+        return model.eval()
     model.load_state_dict(given, strict=False)  # keys checked above; strict would trip on tolerated ones
     return model.eval()
 

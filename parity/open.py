@@ -123,7 +123,7 @@ def _torch_runner(model: Any, opts: OpenOptions) -> Runner:
     src = load_torch_source(model, example_inputs=opts.example_inputs, input_shapes=opts.input_shapes,
                             input_dtypes=opts.input_dtypes, arch=opts.arch, config=opts.config,
                             trust_pickle=opts.trust_pickle, trust_code=opts.trust_code)
-    runnable = src.program if src.origin == "pt2" else src.module
+    runnable = src.program if src.origin == "pt2" else src.runnable()
     device = "cuda" if opts.device == "cuda" else None
     runner = TorchRunner(runnable, [s.name for s in src.specs], specs=src.specs, device=device, name=src.name)
     if src.origin == "pt2" and src.path:

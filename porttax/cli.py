@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                    "--trust-pickle), TorchScript (with --trust-code), .safetensors (with --arch or a <name>.config.json beside it) or a Hugging Face "
                    "folder (config.json + safetensors shards). "
                    "Keras: .keras, .h5, or a SavedModel directory written by porttax")
-    c.add_argument("--to", choices=["keras", "savedmodel", "onnx", "tflite", "executorch", "torch", "safetensors",
-                                    "state_dict"],
+    c.add_argument("--to", choices=["keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "torch",
+                                    "safetensors", "state_dict"],
                    help="target format (default: from -o's suffix)")
     c.add_argument("-o", "--output", required=True,
                    help="output: .keras file, SavedModel directory, .onnx, .tflite or .pte (ExecuTorch) file; "

@@ -11,7 +11,8 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TARGETS = ("keras", "savedmodel", "onnx", "tflite", "executorch", "torch", "safetensors", "state_dict")
+TARGETS = ("keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "torch", "safetensors",
+           "state_dict")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ConversionResult:
             "source": self.source.path or self.source.name,
             "source_format": self.source.origin,
             "source_capture": getattr(self.source, "capture", None),  # torch.export, or onnx for TorchScript
+            "source_streamed": bool(getattr(self.source, "streamed_from_file", False)),
             "inputs": [s.to_dict() for s in self.source.specs],
             "target": self.target,
             "output": str(self.output) if self.output else None,
@@ -52,6 +54,8 @@ class ConversionResult:
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
     if to is None:
         suffix = Path(str(output)).suffix.lower() if output is not None else ""
+        if str(output).endswith(".weights.h5"):
+            return "keras-weights"
         by_suffix = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
                      ".pth": "state_dict"}
         if suffix in by_suffix:
@@ -63,7 +67,8 @@ def infer_target(to: str | None, output: str | Path | None, keras_source: bool =
     aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel",
                "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
                "statedict": "state_dict", "onnx": "onnx", "tflite": "tflite", "litert": "tflite",
-               "executorch": "executorch", "pte": "executorch"}
+               "executorch": "executorch", "pte": "executorch", "kerasweights": "keras-weights",
+               "weights": "keras-weights"}
     if to not in aliases:
         raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return aliases[to]
@@ -125,6 +130,13 @@ def convert(
     keras_source = is_keras_source(source)
     onnx_source = is_onnx_source(source)
     target = infer_target(to, output, keras_source)
+    if target == "keras-weights":  # weights only, streamed: no model is built, so nothing runs
+        if parity and output is not None:
+            progress.stage("weights only: no model is built, so no parity check runs (convert --to keras for one)")
+        from porttax.keras_weights import convert_to_keras_weights
+
+        return convert_to_keras_weights(source, output=output, arch=arch, config=config, force=force,
+                                        progress=progress)
     if target == "executorch":
         from porttax.to_executorch import check_pte_path, require_executorch
 
@@ -193,6 +205,11 @@ def convert(
         src = load_torch_source(source, example_inputs=example_inputs, input_shapes=input_shapes,
                                 input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle,
                                 trust_code=trust_code)
+    if getattr(src, "streamed", False) and (target in ("onnx", "executorch") or route == "onnx2tf"):
+        from porttax.loading import export_module
+
+        progress.stage(f"reading every weight: --to {target} needs the whole model in memory")
+        src.program = export_module(src.runnable(), src.example, src.path)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     how = "through the ONNX road" if src.capture == "onnx" else "with torch.export"
     progress.stage(f"captured {src.origin} {how}: {sig}")
@@ -252,10 +269,11 @@ def convert(
             tax.conversion_seconds = time.perf_counter() - t0
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
-            runner = _artifact_runner(target, tmp, src)
-            report = _parity(src, runner, seeds, profile, progress) if parity else None
-            if measure_latency:
-                _latency(src, runner, tax, progress)
+            if parity or measure_latency:  # loading the artefact back costs a second copy of the model
+                runner = _artifact_runner(target, tmp, src)
+                report = _parity(src, runner, seeds, profile, progress) if parity else None
+                if measure_latency:
+                    _latency(src, runner, tax, progress)
         final = Path(output)
     if report is not None:
         _fill_drift(tax, report)
@@ -290,7 +308,7 @@ def _source_runner(src: Any) -> Any:
 
         return OnnxRunner(src.path, name=f"{src.name}.onnx")
 
-    return TorchRunner(src.module, [s.name for s in src.specs], name=src.name)
+    return TorchRunner(src.runnable(), [s.name for s in src.specs], name=src.name)
 
 
 def _parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Any:

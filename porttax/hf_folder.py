@@ -35,9 +35,15 @@ def is_hf_folder(path: str | Path) -> bool:
         (p / INDEX).exists() or (p / SINGLE).exists() or any(p.glob("pytorch_model*.bin")))
 
 
-def read_hf_folder(path: str | Path, arch: str | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(architecture, config, state_dict) of a checked Hugging Face folder."""
+def read_hf_folder(path: str | Path, arch: str | None = None,
+                   stream: bool | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(architecture, config, state_dict) of a checked Hugging Face folder.
+
+    `stream` (default: for checkpoints of 1 GiB and more, see porttax.lazy_weights) gives meta tensors
+    that read their bytes from the shards when a converter asks, instead of loading every shard."""
     from safetensors.torch import load_file
+
+    from porttax.lazy_weights import lazy_state, should_stream
 
     folder = Path(path)
     config = _read_json(folder / CONFIG, "config.json")
@@ -51,9 +57,12 @@ def read_hf_folder(path: str | Path, arch: str | None = None) -> tuple[str, dict
                              f"({', '.join(sorted(ARCHITECTURES))})", path=str(folder / CONFIG),
                              hint="pass --arch NAME if the model is one of porttax's architectures under another name")
     state: dict[str, Any] = {}
-    for shard, names in _shards(folder).items():
-        check_safetensors(shard)
-        tensors = load_file(str(shard))
+    shards = _shards(folder)
+    if stream is None:
+        stream = should_stream(shards)
+    for shard, names in shards.items():
+        entries = check_safetensors(shard)
+        tensors = lazy_state(shard, entries) if stream else load_file(str(shard))
         if names is not None:
             missing = sorted(set(names) - set(tensors))
             if missing:

@@ -34,12 +34,30 @@ class TorchSource:
     origin: str  # "module", "pt2", "pickle", "state_dict", "torchscript", "onnx"
     path: str | None = None
     capture: str = "torch.export"  # how the program was made: "torch.export", or "onnx" (the ONNX road)
+    streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.lazy_weights)
+    arch: str | None = None  # a state_dict source's architecture and config (porttax.models)
+    config: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
         if self.path:
             return Path(self.path).stem
         return type(self.module).__name__
+
+    @property
+    def streamed(self) -> bool:
+        """Weights still in the checkpoint file (porttax.lazy_weights), read when a converter needs them."""
+        from porttax.lazy_weights import is_streamed
+
+        return isinstance(self.module, import_torch().nn.Module) and is_streamed(self.module)
+
+    def runnable(self) -> Any:
+        """The module to run as the reference; a streamed one reads all its weights first."""
+        from porttax.lazy_weights import materialize
+
+        if self.streamed:
+            materialize(self.module)
+        return self.module
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -142,6 +160,7 @@ def load_torch_source(
     config: dict[str, Any] | str | Path | None = None,
     trust_pickle: bool = False,
     trust_code: bool = False,
+    stream: bool | None = None,
 ) -> TorchSource:
     """Load any PyTorch source porttax accepts; see README "Inputs" for the formats.
 
@@ -166,7 +185,7 @@ def load_torch_source(
         from porttax.hf_folder import is_hf_folder, read_hf_folder
 
         if is_hf_folder(path):
-            arch_name, hf_config, state = read_hf_folder(path, arch)
+            arch_name, hf_config, state = read_hf_folder(path, arch, stream=stream)
             return _from_state_dict(state, path, arch_name, config if config is not None else hf_config,
                                     example_inputs, input_shapes, input_dtypes)
         raise InputError("a directory that is neither a SavedModel nor a Hugging Face checkpoint folder",
@@ -185,9 +204,12 @@ def load_torch_source(
     if suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        check_safetensors(path)  # header, dtypes, spans: before the library maps a single byte
+        entries = check_safetensors(path)  # header, dtypes, spans: before the library maps a single byte
+        from porttax.lazy_weights import lazy_state, should_stream
+
         try:
-            state = load_file(str(path))
+            streaming = should_stream([path]) if stream is None else stream
+            state = lazy_state(path, entries) if streaming else load_file(str(path))
         except Exception as exc:
             raise InputError(f"not a valid safetensors file ({brief(exc)})", path=str(path),
                              hint="re-save the tensors with safetensors' save_file") from exc
@@ -341,10 +363,14 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
             f"(presets: {', '.join(models.list_presets())})")
     if cfg is not None:
         cfg = {k: v for k, v in cfg.items() if k != "arch"}
+    from porttax.lazy_weights import lazy_of
+
+    lazy = any(lazy_of(v) is not None for v in state.values())
     try:
-        module = models.load_state_dict_model(arch, cfg, state)
+        module = models.load_state_dict_model(arch, cfg, state, lazy=lazy)
     except PorttaxError as exc:
         raise exc.at(str(path)) from None
     example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, cfg)
     program = export_module(module, example, str(path))
-    return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path))
+    return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path),
+                       streamed_from_file=lazy, arch=arch, config=cfg)

@@ -118,6 +118,10 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
     from porttax.to_onnx import export_onnx
 
     road = Road("onnx")
+    if getattr(src, "streamed_from_file", False):  # its program holds placeholders, not weights
+        road.reason = "a streamed checkpoint takes the direct road only (the ONNX exporter needs every weight in memory)"
+        road.error = InputError(road.reason, hint="use --route direct, or PORTTAX_STREAM=0 to load the checkpoint whole")  # type: ignore[attr-defined]
+        return road
     with tempfile.TemporaryDirectory(prefix="porttax-onnx-road-") as folder:
         path = Path(folder) / f"{src.name}.onnx"
         try:
@@ -187,7 +191,7 @@ def _choose(roads: list[Road], prefer: str = "fastest") -> Road | None:
 def _torch_runner(src: Any) -> Any:
     from porttax.parity import TorchRunner
 
-    return TorchRunner(src.module, [s.name for s in src.specs], name=src.name)
+    return TorchRunner(src.runnable(), [s.name for s in src.specs], name=src.name)
 
 
 def worst_rel_l2(report: Any) -> float:

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from porttax.errors import OutputError, OutputExistsError
 
@@ -182,6 +182,7 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
             outputs[tap.output] = tensors[tap.key]
         tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
         archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
+    _save_each_variable_once(archive)
     archive.write_out(str(path), verbose=False)
     from porttax.keras_loading import KERAS_CONFIG, savedmodel_config
 
@@ -191,6 +192,19 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
         from porttax.parity.taps import add_to_savedmodel
 
         add_to_savedmodel(path, layer_map)  # type: ignore[arg-type]
+
+
+def _save_each_variable_once(archive: Any) -> None:
+    """Keras' ExportArchive (3.15, TF 2.21) checkpoints every weight twice: once as the Keras variable
+    it tracks (`variables/N`) and once as the tf.Variable its endpoints capture (`_all_variables/N`),
+    so a SavedModel is twice its weights on disk. Pointing the tracked lists at the tf.Variables
+    themselves lets TensorFlow save each once; names, signatures and `loaded.variables` are unchanged
+    (tests/test_acceptance.py checks the size)."""
+    trackable = getattr(archive, "_tf_trackable", None)
+    for attr in ("variables", "trainable_variables", "non_trainable_variables"):
+        values = getattr(trackable, attr, None)
+        if values:
+            setattr(trackable, attr, [getattr(v, "_value", v) for v in values])
 
 
 def write_pt2(module: object, path: Path, example: tuple, dynamic_shapes: object | None = None,

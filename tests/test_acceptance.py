@@ -123,6 +123,10 @@ def test_converts_to_keras_and_savedmodel_with_parity(name: str, tmp_path: Path)
     input_names = [s.name for s in res_s.source.specs]
     vocab = next((s.value_range[1] for s in res_s.source.specs if s.value_range), None)
     assert sorted(serve.structured_input_signature[1]) == sorted(input_names)
+    # each weight is stored once: the variables folder is the weights' size, not twice it
+    weights = sum(p.numel() * p.element_size() for p in module.state_dict().values())
+    stored = sum(f.stat().st_size for f in (sm_path / "variables").iterdir())
+    assert stored < 1.25 * weights + 64 * 1024, (stored, weights)
     for seed in SEEDS:
         inputs = _seeded_like(example, seed, int(vocab) if vocab else None)
         expected = _torch_outputs(module, inputs)

@@ -92,6 +92,11 @@ def const_to_numpy(value: Any) -> Any:
     """A torch constant as a NumPy array (bf16/fp16 widened to float32), Python scalars unchanged."""
     torch = import_torch()
     if isinstance(value, torch.Tensor):
+        from porttax.lazy_weights import lazy_of
+
+        lazy = lazy_of(value)
+        if lazy is not None:  # a streamed checkpoint: read this one weight now (porttax.lazy_weights)
+            return lazy.numpy_float()
         t = value.detach().cpu()
         if t.dtype in (torch.bfloat16, torch.float16):
             t = t.float()
@@ -213,16 +218,78 @@ class Context:
                 self.log.ports.append(
                     WeightPort(source_key, f"{layer.name}/{var_name}", transform.describe(), array.shape)
                 )
+                self.log.transforms[f"{layer.name}/{var_name}"] = transform
                 return
         names = [v.name for v in layer.weights]
         raise UnsupportedError(f"Keras layer {layer.name!r} has no variable {var_name!r} (has {names})")
 
     def apply_layer(self, layer: Any, x: Any, weights: dict[str, tuple[Any, Transform | None]]) -> Any:
-        out = layer(x)
+        """Build `layer` on `x` with its variables created from the source weights.
+
+        Where the layer has an initializer for a variable (`kernel` → `kernel_initializer`), the
+        transformed source array is handed over as that initializer for the build, so the variable is
+        made from it directly: one copy, never a placeholder plus an assigned copy — what keeps a
+        streamed 1B-parameter model to one copy in memory. The layer's own initializer is put back
+        afterwards, so its config (and a saved `.keras`) stays plain Keras. Other variables are
+        assigned after the build."""
+        given: dict[str, tuple[Any, Any, tuple[int, ...]]] = {}
+        if not layer.built:
+            for name, (value, transform) in weights.items():
+                attr = f"{name}_initializer"
+                if not hasattr(layer, attr):
+                    continue
+                original = getattr(layer, attr)
+                array = self._weight_array(value, transform or Identity())
+                try:
+                    setattr(layer, attr, _Given(array))
+                except AttributeError:  # a read-only proxy (an RNN layer's cell owns it): assign after
+                    continue
+                given[name] = (original, value, array.shape)
+        try:
+            out = layer(x)
+        finally:
+            for name, (original, _, _) in given.items():
+                setattr(layer, f"{name}_initializer", original)
         self.track(layer)
         for name, (value, transform) in weights.items():
-            self.set_weight(layer, name, value, transform)
+            if name in given:
+                self._record_given(layer, name, value, transform or Identity(), given[name][2])
+            else:
+                self.set_weight(layer, name, value, transform)
         return out
+
+    def _weight_array(self, value: Any, transform: Transform) -> Any:
+        raw = value.const if isinstance(value, Val) else value
+        # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
+        return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
+
+    def _record_given(self, layer: Any, var_name: str, value: Any, transform: Transform, shape: tuple) -> None:
+        source_key = value.param if isinstance(value, Val) else None
+        for var in layer.weights:
+            if var.name == var_name or var.path.endswith("/" + var_name):
+                if tuple(var.shape) != tuple(shape):
+                    raise UnsupportedError(
+                        f"weight {source_key or var_name} has shape {shape} after {transform.describe()}, "
+                        f"but Keras layer {layer.name!r} expects {tuple(var.shape)}")
+                self.log.ports.append(WeightPort(source_key, f"{layer.name}/{var_name}", transform.describe(), shape))
+                self.log.transforms[f"{layer.name}/{var_name}"] = transform
+                return
+        raise UnsupportedError(f"Keras layer {layer.name!r} has no variable {var_name!r}")
+
+
+class _Given:
+    """An initializer that returns one given array, once (then lets it go)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+        array, self.array = self.array, None
+        if array is None or tuple(array.shape) != tuple(shape):
+            got = "nothing left" if array is None else tuple(array.shape)
+            raise UnsupportedError(f"a Keras variable of shape {tuple(shape)} was built from a source weight of "
+                                   f"shape {got}")
+        return array if dtype is None or str(array.dtype) == str(dtype) else array.astype(str(dtype))
 
 
 @dataclass

@@ -74,7 +74,8 @@ def _conv(call: Call, *, stride: Any, padding: Any, dilation: Any, groups: int, 
         mult = c_out // c_in
         cls = keras.layers.DepthwiseConv2D if nd == 2 else keras.layers.DepthwiseConv1D
         layer = cls(kernel_size=kernel, strides=stride, padding=mode, dilation_rate=dilation,
-                    depth_multiplier=mult, use_bias=b is not None, name=name)
+                    depth_multiplier=mult, use_bias=b is not None, name=name,
+                    depthwise_initializer="zeros")
         # torch (C*mult, 1, *k) -> (C, mult, *k) -> Keras (*k, C, mult)
         transform = Chain((Reshape((c_in, mult, *kernel), tuple(int(s) for s in w.shape)),
                            Transpose((*spatial, 0, 1))))
@@ -82,7 +83,7 @@ def _conv(call: Call, *, stride: Any, padding: Any, dilation: Any, groups: int, 
     else:
         cls = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[nd]
         layer = cls(c_out, kernel, strides=stride, padding=mode, dilation_rate=dilation, groups=groups,
-                    use_bias=b is not None, name=name)
+                    use_bias=b is not None, name=name, kernel_initializer="zeros")
         weights["kernel"] = (w, Transpose((*spatial, 1, 0)))  # (out, in/g, *k) -> (*k, in/g, out)
     if b is not None:
         weights["bias"] = (b, Identity())
@@ -106,7 +107,8 @@ def _conv_transpose(call: Call, x: Any, w: Val, b: Any, stride: tuple, padding: 
     cls = {1: keras.layers.Conv1DTranspose, 2: keras.layers.Conv2DTranspose,
            3: keras.layers.Conv3DTranspose}[nd]
     layer = cls(int(w.shape[1]), kernel, strides=stride, padding="valid",
-                output_padding=out_pad if any(out_pad) else None, use_bias=b is not None, name=name)
+                output_padding=out_pad if any(out_pad) else None, use_bias=b is not None, name=name,
+                kernel_initializer="zeros")
     spatial = tuple(range(2, nd + 2))
     weights: dict[str, Any] = {"kernel": (w, Transpose((*spatial, 1, 0)))}  # (in, out, *k) -> (*k, out, in)
     if b is not None:

@@ -14,5 +14,5 @@ def embedding(call: Call) -> Val:
     if w.live:
         return live_val(call.ctx.ops.take(call.ctx.torch_layout(w), ids, axis=0), call.out_shape)
     num, dim = (int(s) for s in w.shape)
-    layer = call.ctx.keras.layers.Embedding(num, dim, name=call.layer_name())
+    layer = call.ctx.keras.layers.Embedding(num, dim, name=call.layer_name(), embeddings_initializer="zeros")
     return live_val(call.ctx.apply_layer(layer, ids, {"embeddings": (w, Identity())}), call.out_shape)

@@ -20,7 +20,7 @@ def linear(call: Call) -> Val:
             out = ops.add(out, call.ctx.torch_layout(b))
         return live_val(out, call.out_shape)
     units = int(w.shape[0])
-    layer = call.ctx.keras.layers.Dense(units, use_bias=b is not None, name=call.layer_name())
+    layer = call.ctx.keras.layers.Dense(units, use_bias=b is not None, name=call.layer_name(), kernel_initializer="zeros")
     weights = {"kernel": (w, Transpose((1, 0)))}
     if b is not None:
         weights["bias"] = (b, Identity())
@@ -34,7 +34,7 @@ def addmm(call: Call) -> Val:
     w, b = call.val("mat2"), call.val("self")
     x = call.tensor("mat1")
     if not w.live and not b.live and beta == 1 and alpha == 1 and b.rank == 1:
-        layer = call.ctx.keras.layers.Dense(int(w.shape[1]), name=call.layer_name())
+        layer = call.ctx.keras.layers.Dense(int(w.shape[1]), name=call.layer_name(), kernel_initializer="zeros")
         return live_val(call.ctx.apply_layer(layer, x, {"kernel": (w, Identity()), "bias": (b, Identity())}),
                         call.out_shape)
     out = ops.matmul(x, call.ctx.torch_layout(w))

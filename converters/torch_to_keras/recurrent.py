@@ -174,7 +174,9 @@ def _initial_states(call: Call, kind: _Kind, state_shape: tuple[int, ...], ancho
 
 def _make_layer(keras: Any, kind: _Kind, units: int, use_bias: bool, *, go_backwards: bool, name: str) -> Any:
     common = dict(units=units, use_bias=use_bias, return_sequences=True, return_state=True,
-                  go_backwards=go_backwards, name=name)
+                  go_backwards=go_backwards, name=name,
+                  # every variable is assigned from the source: skip the (orthogonal: costly) initialisers
+                  kernel_initializer="zeros", recurrent_initializer="zeros")
     if kind.layer == "LSTM":
         return keras.layers.LSTM(activation="tanh", recurrent_activation="sigmoid", **common)
     if kind.layer == "GRU":
