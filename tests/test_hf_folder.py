@@ -72,16 +72,38 @@ class _Logits(torch.nn.Module):
         return self.model(input_ids).logits
 
 
+FORMS = ["hf-folder", "state-dict", "pt2", "pickle"]
+
+
+def _source_in_form(form: str, folder: Path, reference: torch.nn.Module, tmp_path: Path) -> list[str]:
+    """The CLI arguments that name the same model in one of the input forms porttax reads."""
+    shape = ["--input-shape", f"1,{WINDOW}"]
+    if form == "hf-folder":
+        return [str(folder), *shape]
+    if form == "state-dict":  # a plain torch.save'd state_dict, with the folder's config.json as --config
+        torch.save(reference.state_dict(), tmp_path / "weights.pt")
+        return [str(tmp_path / "weights.pt"), "--arch", "llama", "--config", str(folder / "config.json"), *shape]
+    if form == "pt2":  # transformers' own modelling code, captured by torch.export
+        ids = torch.zeros((1, WINDOW), dtype=torch.int64)
+        torch.export.save(torch.export.export(_Logits(reference).eval(), (ids,)), str(tmp_path / "model.pt2"))
+        return [str(tmp_path / "model.pt2")]
+    torch.save(_Logits(reference), tmp_path / "model.pth")  # a whole pickled module
+    return [str(tmp_path / "model.pth"), "--trust-pickle", *shape, "--input-dtype", "int64"]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_llama_family_folder_matches_transformers_and_generates_the_same_tokens(family: str, tmp_path: Path) -> None:
+def test_llama_family_matches_transformers_and_generates_the_same_tokens(family: str, form: str,
+                                                                        tmp_path: Path) -> None:
     from porttax.parity import KerasRunner, TorchRunner
     from porttax.parity.generate import greedy_decode
     from porttax.types import TensorSpec
 
     folder, reference = _hf_family_folder(tmp_path, family)
     out = tmp_path / f"{family}.keras"
-    assert cli.main(["convert", str(folder), "-o", str(out), "-q", "--no-latency", "--input-shape", f"1,{WINDOW}"]) == 0
+    source = _source_in_form(form, folder, reference, tmp_path)
+    assert cli.main(["convert", *source, "-o", str(out), "-q", "--no-latency"]) == 0
     keras_model = load_keras_file(out)
     ids = np.random.default_rng(1).integers(0, 256, size=(1, WINDOW))
     with torch.no_grad():
