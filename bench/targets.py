@@ -3,9 +3,10 @@
     .venv/bin/python bench/targets.py [--models resnet18,llama-tiny] [--seconds 6]
 
 Each target is converted once (direct road, parity on), loaded the way its runtime loads it (Keras,
-TensorFlow, onnxruntime, the LiteRT interpreter, ExecuTorch's runtime), and timed with the torch source in short alternating
-blocks in this process (porttax.tax.time_interleaved), so machine noise hits every runtime alike. Sizes
-are bytes on disk against the source's weight bytes. Only the ratios mean anything across machines.
+TensorFlow, onnxruntime, the LiteRT interpreter, ExecuTorch's runtime, TF.js in Node.js), and timed
+with the torch source in short alternating blocks in this process (porttax.tax.time_interleaved), so
+machine noise hits every runtime alike. Sizes are bytes on disk against the source's weight bytes.
+Only the ratios mean anything across machines.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from porttax._frameworks import import_tf, import_torch  # noqa: E402
 
 TARGETS = [("keras", "model.keras", {}), ("savedmodel", "model_sm", {}), ("onnx", "model.onnx", {}),
            ("tflite", "model.tflite", {}), ("tflite", "model_dynamic.tflite", {"quantize": "dynamic"}),
-           ("executorch", "model.pte", {})]
+           ("executorch", "model.pte", {}), ("tfjs", "model_web", {})]
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Open whatever the user points the parity suite at as a Runner, by sniffing the format.
 
 Any side may be any format porttax reads: a torch module / ExportedProgram / `.pt2` / checkpoint with an
-architecture / trusted pickle, a Keras model or `.keras` file, a SavedModel directory, an `.onnx` file.
+architecture / trusted pickle, a Keras model or `.keras` file, a SavedModel directory, an `.onnx` file, a
+TF.js graph-model folder (`model.json`, run in Node.js).
 A Keras model that must run on another backend or device runs in a worker process (Keras fixes its
 backend at import).
 """
@@ -55,8 +56,15 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
     if not path.exists():
         raise InputError("no such model file or directory", path=str(path))
     if path.is_dir():
+        if (path / "model.json").is_file() and not (path / "saved_model.pb").is_file():
+            if opts.device == "cuda":
+                raise InputError("porttax runs TF.js graph models in Node.js on TF.js's CPU backend", path=str(path))
+            from porttax.parity.runners import TfjsRunner
+
+            return TfjsRunner(path)
         if not (path / "saved_model.pb").is_file():
-            raise InputError("a directory must be a SavedModel (no saved_model.pb here)", path=str(path))
+            raise InputError("a directory must be a SavedModel or a TF.js graph model (no saved_model.pb or "
+                             "model.json here)", path=str(path))
         if opts.device == "cuda":
             raise InputError("porttax runs SavedModels with this process's TensorFlow, which is CPU-only here",
                              path=str(path), hint="check the .keras file on CUDA instead (--backend torch or jax)")

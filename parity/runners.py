@@ -303,6 +303,9 @@ class KerasRunner(Runner):
             struct = self.model.input
         except (AttributeError, ValueError):  # subclassed model that was never built on symbolic inputs
             struct = None
+        functional = getattr(self.model, "_functional", None)  # a Sequential loaded from a file keeps its graph here
+        if struct is None and functional is not None:
+            struct = functional.input
         if struct is None:
             if not input_names:
                 raise InputError(f"keras:{self.name}: model has no symbolic inputs; pass input_names")
@@ -608,3 +611,48 @@ class ExecuTorchRunner(Runner):
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
         outputs = self._method.execute(args)
         return [np.array(o.detach().numpy() if hasattr(o, "detach") else o) for o in outputs]
+
+
+class TfjsRunner(Runner):
+    """A TensorFlow.js graph model folder (`model.json` + weight shards), run in Node.js on TF.js's
+    pure-JavaScript CPU backend, called through its signature (see porttax.tfjs.node).
+
+    One Node process per runner holds the loaded model for every run, so latency is the model's, not
+    Node's start-up (a run's timing includes the sub-millisecond pipe transfer). Outputs come back in
+    the natural order of their signature keys (output_0, output_1, ...), as porttax's SavedModels
+    number them, in the dtype the signature declares (TF.js computes int64 as int32). `close()` ends
+    the process; it also ends when the runner is collected or Python exits.
+    """
+
+    framework: Framework = "tfjs"
+
+    def __init__(self, path: str | Path, *, name: str | None = None, progress: Any = None) -> None:
+        import time
+
+        from porttax.tfjs.env import node_runtime
+        from porttax.tfjs.node import GraphModelProcess, read_graph_model
+
+        path = Path(path)
+        signature = read_graph_model(path)
+        runtime = node_runtime(progress)
+        self.name = name or path.name
+        self.input_names = [t.key for t in signature.inputs]
+        # an input of unknown rank leaves names as all that can be checked
+        known = all(t.shape is not None for t in signature.inputs)
+        self.specs = [TensorSpec(t.key, _dims(list(t.shape or ()), t.key), t.dtype)
+                      for t in signature.inputs] if known else None
+        outputs = sorted(signature.outputs, key=lambda t: natural_key(t.key))
+        self.output_names = [t.key for t in outputs]
+        self._output_dtypes = [t.dtype for t in outputs]
+        t0 = time.perf_counter()
+        self._process = GraphModelProcess(path, runtime)
+        self.load_ms = (time.perf_counter() - t0) * 1000  # Node start-up, the tfjs packages and the weights
+        hello = self._process.hello
+        self.runtime_note = f"Node.js {runtime.version}, TF.js {hello.get('tfjs')} {hello.get('backend')} backend"
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outs = self._process.run([(n, inputs[n]) for n in self.input_names], self.output_names)
+        return [o.astype(dtype, copy=False) for o, dtype in zip(outs, self._output_dtypes)]
+
+    def close(self) -> None:
+        self._process.close()

@@ -31,12 +31,12 @@ def _parser() -> argparse.ArgumentParser:
                    "--trust-pickle), TorchScript (with --trust-code), .safetensors (with --arch or a <name>.config.json beside it) or a Hugging Face "
                    "folder (config.json + safetensors shards). "
                    "Keras: .keras, .h5, or a SavedModel directory written by porttax")
-    c.add_argument("--to", choices=["keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "torch",
-                                    "safetensors", "state_dict"],
+    c.add_argument("--to", choices=["keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "tfjs",
+                                    "torch", "safetensors", "state_dict"],
                    help="target format (default: from -o's suffix)")
     c.add_argument("-o", "--output", required=True,
-                   help="output: .keras file, SavedModel directory, .onnx, .tflite or .pte (ExecuTorch) file; "
-                   ".pt2 / .safetensors / .pt for Keras sources")
+                   help="output: .keras file, SavedModel directory, .onnx, .tflite or .pte (ExecuTorch) file, "
+                   "TF.js graph-model directory (--to tfjs); .pt2 / .safetensors / .pt for Keras sources")
     c.add_argument("--trust-code", action="store_true",
                    help="allow stored code to load and run: a TorchScript archive (torch.jit.save), a Keras "
                    "file's Lambda layers (only for files you trust)")

@@ -11,7 +11,7 @@ from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
 
-TARGETS = ("keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "torch", "safetensors",
+TARGETS = ("keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "tfjs", "torch", "safetensors",
            "state_dict")
 
 
@@ -68,7 +68,7 @@ def infer_target(to: str | None, output: str | Path | None, keras_source: bool =
                "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
                "statedict": "state_dict", "onnx": "onnx", "tflite": "tflite", "litert": "tflite",
                "executorch": "executorch", "pte": "executorch", "kerasweights": "keras-weights",
-               "weights": "keras-weights"}
+               "weights": "keras-weights", "tfjs": "tfjs", "tensorflowjs": "tfjs"}
     if to not in aliases:
         raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     return aliases[to]
@@ -111,6 +111,8 @@ def convert(
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name;
     `to="tflite"` a LiteRT flatbuffer from that SavedModel (builtin ops only; see porttax.to_tflite),
     `quantize` "dynamic" or "int8" (calibrated on `calibration`, an .npz, or 32 seeded inputs).
+    `to="tfjs"` a TensorFlow.js graph-model folder, from that SavedModel (or a Keras source's own) by the
+    official converter in its own environment, checked in Node.js (see porttax.to_tfjs).
     `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
     registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
@@ -142,6 +144,12 @@ def convert(
 
         check_pte_path(output)
         require_executorch()
+    if target == "tfjs":  # a folder; Node and the converter's own environment (created now if missing) first
+        from porttax.tfjs.env import require_tfjs
+        from porttax.to_tfjs import check_tfjs_output
+
+        check_output(check_tfjs_output(output), force)
+        require_tfjs(progress)
     if onnx_source and target in ("torch", "safetensors", "state_dict", "onnx"):
         if target != "torch" or output is None:
             raise InputError(f"an ONNX model converts to keras, savedmodel or torch (.pt2); got {target!r}",
@@ -161,6 +169,14 @@ def convert(
                                               seeds=seeds, profile=profile, measure_latency=measure_latency,
                                               force=force, progress=progress, quantize=quantize,
                                               calibration=calibration)
+    if keras_source and target == "tfjs":  # straight to the TF.js converter: a SavedModel is what it reads
+        if jit or quantize is not None or calibration is not None:
+            raise InputError("--jit, --quantize and --calibration do not apply to --to tfjs")
+        from porttax.to_tfjs import convert_keras_source_to_tfjs
+
+        return convert_keras_source_to_tfjs(source, output=output, trust_code=trust_code, parity=parity,
+                                            seeds=seeds, profile=profile, measure_latency=measure_latency,
+                                            force=force, progress=progress)
     if keras_source or target in ("torch", "safetensors", "state_dict"):  # executorch: from Keras, via torch
         if not keras_source:
             raise InputError(f"--to {target} takes a Keras source (.keras, .h5 or a SavedModel directory)",
@@ -245,6 +261,14 @@ def convert(
         result = convert_keras_to_tflite(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
                                          profile=profile, measure_latency=measure_latency, force=force,
                                          progress=progress, t0=t0, quantize=quantize, calibration=calibration)
+        result.roads, result.roads_text = [r.to_dict() for r in roads], [r.line() for r in roads]
+        return result
+    if target == "tfjs":
+        from porttax.to_tfjs import convert_keras_to_tfjs
+
+        result = convert_keras_to_tfjs(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
+                                       profile=profile, measure_latency=measure_latency, force=force,
+                                       progress=progress, t0=t0)
         result.roads, result.roads_text = [r.to_dict() for r in roads], [r.line() for r in roads]
         return result
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,

@@ -26,4 +26,19 @@ if ! have_chromium && command -v apt-get >/dev/null; then
 elif ! have_chromium; then
     echo "porttax setup: no Chromium and no apt-get; install chromium (or google-chrome) for the HTML report test"
 fi
+
+# The TensorFlow.js target (`--to tfjs`): the tensorflowjs converter pins TensorFlow 2.19, so it gets a
+# virtual environment of its own, and graph models are checked in Node.js with the @tensorflow/tfjs-*
+# packages pinned in porttax/tfjs/package-lock.json (npm ci into porttax's cache folder). Both go to
+# ~/.cache/porttax (or $XDG_CACHE_HOME/porttax); pip's and npm's progress is shown. Needs Node.js >= 18
+# and npm; without them (or the network) setup goes on and only the TF.js tests fail, saying why.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    echo "porttax setup: preparing the TensorFlow.js converter environment and Node runtime (first run downloads ~600 MB)"
+    if ! .venv/bin/python -m porttax.tfjs.env; then
+        echo "porttax setup: the TensorFlow.js environment could not be prepared (see above); porttax tries" \
+             "again on first use of --to tfjs" >&2
+    fi
+else
+    echo "porttax setup: no node/npm on PATH; install Node.js 18+ for the TensorFlow.js target (--to tfjs) and its tests" >&2
+fi
 echo "porttax setup: done — try .venv/bin/porttax --help"

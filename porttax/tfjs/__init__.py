@@ -1,0 +1,14 @@
+"""TensorFlow.js support: the isolated converter environment (`env`) and the Node.js runner (`node`).
+
+This folder is also a small Node package (`package.json`, `package-lock.json`, `run_graph_model.mjs`):
+the runner that executes graph models on TF.js's pure-JavaScript CPU backend for porttax's parity
+checks. See porttax/to_tfjs.py for the target itself and `env` for why the converter lives in a
+virtual environment of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TFJS_VERSION = "4.22.0"  # the tensorflowjs converter on PyPI and the @tensorflow/tfjs-* runtime on npm
+HERE = Path(__file__).resolve().parent
