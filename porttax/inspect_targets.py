@@ -3,9 +3,9 @@
 Cheap checks come from what the converters themselves consult: the torch → Keras registry decides
 `.keras`, SavedModel, `.tflite` and TF.js (they all start from the Keras model); ExecuTorch takes core
 ATen ops, so an op outside that set after the core decompositions is one it cannot lower. What only
-a target's own converter knows — TF Select (Flex) ops for LiteRT, an edge-dialect lowering failure,
-the ONNX exporter's verdict — is tried with `--deep`, in memory or a scratch folder, and nothing is
-kept.
+a target's own converter knows — TF Select (Flex) ops for LiteRT, ops without a TF.js kernel, an
+edge-dialect lowering failure, the ONNX exporter's verdict — is tried with `--deep`, in memory or a
+scratch folder, and nothing is kept.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def torch_targets(src: Any, program: Any, direct: Any, onnx_road: Any, *, deep: 
                                   tried=True))
     else:
         checks.append(TargetCheck("onnx", "torch.onnx.export", None, note="--deep runs the exporter"))
-    checks.append(_tflite(src, keras, deep))
+    checks.extend(_tf_family(src, keras, deep))
     checks.append(_executorch(program, src, deep))
     return checks
 
@@ -75,30 +75,49 @@ def onnx_targets(direct: Any) -> list[TargetCheck]:
     """Targets of an ONNX source: torch by porttax's ONNX registry; the Keras family after it."""
     missing = [{"op": o.op, "count": o.count, "where": o.where} for o in direct.unsupported]
     checks = [TargetCheck("torch", "ONNX registry", direct.complete, [] if direct.complete else missing)]
-    for target in ("keras", "savedmodel", "tflite", "executorch"):
+    for target in ("keras", "savedmodel", "tflite", "tfjs", "executorch"):
         checks.append(TargetCheck(target, "torch road", False, missing) if not direct.complete else
                       TargetCheck(target, "torch road", None, note="inspect the .pt2 of `--to torch` for this target"))
     return checks
 
 
-def _tflite(src: Any, keras: TargetCheck, deep: bool) -> TargetCheck:
-    via = "SavedModel, TFLite builtins"
+def _tf_family(src: Any, keras: TargetCheck, deep: bool) -> list[TargetCheck]:
+    """LiteRT and TF.js, both converted from the SavedModel: with --deep, one SavedModel in a scratch
+    folder goes through TF's TFLite converter and the tensorflowjs converter (in its own environment,
+    created on first use), and each names the ops it cannot take."""
+    tflite_via, tfjs_via = "SavedModel, TFLite builtins", "SavedModel, tensorflowjs converter"
     if not keras.ok:
-        return TargetCheck("tflite", via, False, keras.unsupported, note="the Keras model cannot be built")
+        return [TargetCheck(t, via, False, keras.unsupported, note="the Keras model cannot be built")
+                for t, via in (("tflite", tflite_via), ("tfjs", tfjs_via))]
     if not deep:
-        return TargetCheck("tflite", via, None, note="TF Select (Flex) ops show only in TF's converter: --deep runs it")
+        return [TargetCheck("tflite", tflite_via, None,
+                            note="TF Select (Flex) ops show only in TF's converter: --deep runs it"),
+                TargetCheck("tfjs", tfjs_via, None, note="ops without a TF.js kernel show in its converter: --deep "
+                            "runs it")]
     from porttax.converters.torch_to_keras.driver import convert_exported_program
     from porttax.saving import write_savedmodel
     from porttax.to_tflite import savedmodel_to_tflite
+    from porttax.to_tfjs import savedmodel_to_tfjs
 
-    try:
-        built = convert_exported_program(src.program, name=src.name)
-        with tempfile.TemporaryDirectory(prefix="porttax-inspect-tflite-") as tmp:
-            write_savedmodel(built.model, Path(tmp) / "sm")
-            savedmodel_to_tflite(Path(tmp) / "sm", src.name, input_names=[s.name for s in src.specs])
-    except PorttaxError as exc:
-        return TargetCheck("tflite", via, False, note=exc.message, tried=True)
-    return TargetCheck("tflite", via, True, tried=True)
+    checks = []
+    with tempfile.TemporaryDirectory(prefix="porttax-inspect-tf-") as tmp:
+        savedmodel = Path(tmp) / "sm"
+        try:
+            write_savedmodel(convert_exported_program(src.program, name=src.name).model, savedmodel)
+        except PorttaxError as exc:
+            return [TargetCheck(t, via, False, note=exc.message, tried=True)
+                    for t, via in (("tflite", tflite_via), ("tfjs", tfjs_via))]
+        for target, via, attempt in (
+                ("tflite", tflite_via, lambda: savedmodel_to_tflite(savedmodel, src.name,
+                                                                    input_names=[s.name for s in src.specs])),
+                ("tfjs", tfjs_via, lambda: savedmodel_to_tfjs(savedmodel, Path(tmp) / "web", src.name))):
+            try:
+                attempt()
+            except PorttaxError as exc:
+                checks.append(TargetCheck(target, via, False, note=exc.message, tried=True))
+            else:
+                checks.append(TargetCheck(target, via, True, tried=True))
+    return checks
 
 
 def _executorch(program: Any, src: Any, deep: bool) -> TargetCheck:

@@ -105,3 +105,16 @@ def test_a_pte_from_elsewhere_runs_with_positional_input_names(tmp_path: Path) -
     got = runner.run(inputs)[0]
     want = module(torch.from_numpy(inputs["input_0"])).detach().numpy()
     assert abs(got - want).max() < 1e-6
+
+
+def test_an_audit_prices_the_executorch_target(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    _pt2(models.build_model("mlp-tiny", seed=0), models.example_inputs("mlp-tiny", batch=1, seq=16), fleet / "mlp.pt2")
+    out = tmp_path / "audit.json"
+    done = run_cli("audit", str(fleet), "--to", "executorch", "--no-cache", "--seeds", "1", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["models"]
+    assert row["status"] == "converted" and row["direction"] == "torch→executorch", row
+    assert row["drift_rel_l2"] <= 1e-5 and row["converted_bytes"] > 0
+    assert row["measurements"]["converted_load_seconds"] is not None

@@ -55,7 +55,7 @@ def _targets(info: dict) -> dict[str, dict]:
 def test_a_custom_op_is_named_for_every_target_it_stops(tmp_path: Path) -> None:
     info = inspect_model(_pt2(_CustomOp(), tmp_path / "custom.pt2")).to_dict()
     targets = _targets(info)
-    for name in ("keras", "savedmodel", "tflite", "executorch"):
+    for name in ("keras", "savedmodel", "tflite", "tfjs", "executorch"):
         assert targets[name]["ok"] is False, (name, targets[name])
     assert [u["op"] for u in targets["executorch"]["unsupported"]] == ["porttax_test.twice"]
     assert targets["executorch"]["unsupported"][0]["where"] == ["<top level>"]
@@ -69,6 +69,7 @@ def test_deep_tries_each_targets_own_converter(tmp_path: Path) -> None:
     assert shallow["keras"]["ok"] is True and shallow["tflite"]["ok"] is None and shallow["executorch"]["ok"] is True
     deep = _targets(inspect_model(source, deep=True).to_dict())
     assert deep["tflite"]["ok"] is False and deep["tflite"]["tried"] and "Erf" in deep["tflite"]["note"]
+    assert deep["tfjs"]["ok"] is True and deep["tfjs"]["tried"]  # TF.js has an Erf kernel
     assert deep["executorch"]["ok"] is True and deep["executorch"]["note"].startswith("XNNPACK runs ")
     assert deep["onnx"]["ok"] is True and deep["keras"]["ok"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["erf.pt2"]  # nothing written beside it
@@ -81,4 +82,4 @@ def test_inspect_prints_a_line_per_target(tmp_path: Path) -> None:
     assert "target keras       yes via direct road" in done.stdout
     assert "target tflite      unknown via SavedModel" in done.stdout and "--deep runs it" in done.stdout
     as_json = json.loads(run_cli("inspect", str(source), "--json").stdout)
-    assert {t["target"] for t in as_json["targets"]} == {"keras", "savedmodel", "onnx", "tflite", "executorch"}
+    assert {t["target"] for t in as_json["targets"]} == {"keras", "savedmodel", "onnx", "tflite", "tfjs", "executorch"}

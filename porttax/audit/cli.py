@@ -16,7 +16,7 @@ def add_audit_parser(sub: Any) -> None:
         "Exit 0 when the audit ran (whatever the models' verdicts; see --fail-on), 2 bad input.")
     a.add_argument("models", help="a folder (walked recursively), a quoted glob, a list file (.txt: one model per "
                    "line, with per-model options) or one model")
-    a.add_argument("--to", choices=["keras", "savedmodel", "onnx", "tflite"], default="keras",
+    a.add_argument("--to", choices=["keras", "savedmodel", "onnx", "tflite", "executorch", "tfjs"], default="keras",
                    help="target for PyTorch and ONNX sources (default keras)")
     a.add_argument("--roads", default="direct,onnx",
                    help="PyTorch roads to try, comma-separated: direct, onnx (default both; the one with least "

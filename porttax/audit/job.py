@@ -19,12 +19,13 @@ from porttax.errors import PorttaxError, UnsupportedError
 from porttax.tax import size_on_disk
 
 # --to for PyTorch and ONNX sources; a Keras / SavedModel source always goes to torch (.pt2)
-TARGET_SUFFIX = {"keras": ".keras", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite", "torch": ".pt2"}
+TARGET_SUFFIX = {"keras": ".keras", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte",
+                 "tfjs": "", "torch": ".pt2"}
 
 
 def target_for(framework: str, to: str) -> str:
-    if framework == "keras":
-        return "torch"
+    if framework == "keras":  # Keras models port to torch, or ship to a runtime of their own
+        return to if to in ("tflite", "executorch", "tfjs") else "torch"
     if framework == "onnx" and to == "onnx":
         return "torch"
     return to
@@ -60,8 +61,8 @@ def _run(row: AuditRow, path: Path, opts: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="porttax-audit-") as scratch:
         output = Path(opts["keep_dir"]) / _output_name(row.model, target) if opts.get("keep_dir") else \
             Path(scratch) / f"converted{TARGET_SUFFIX[target]}"
-        if output.suffix == "" and target == "savedmodel":
-            output = output.with_name(output.name + "_savedmodel")
+        if output.suffix == "" and target in ("savedmodel", "tfjs"):
+            output = output.with_name(f"{output.name}_{target}")
         result = _convert(row, path, target, output, insp, opts, load)
         if result is None:
             return

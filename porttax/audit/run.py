@@ -23,7 +23,7 @@ from porttax.audit.rows import AuditReport, AuditRow
 from porttax.errors import InputError
 from porttax.tax import size_on_disk
 
-TARGETS = ("keras", "savedmodel", "onnx", "tflite")
+TARGETS = ("keras", "savedmodel", "onnx", "tflite", "executorch", "tfjs")
 ROADS = ("direct", "onnx")
 NOT_CACHED = ("timeout", "crashed")  # depend on the machine and the limit, not on the model
 
@@ -65,7 +65,7 @@ def audit(
     """
     if to not in TARGETS:
         raise InputError(f"unknown audit target {to!r}", hint=f"use one of: {', '.join(TARGETS)} "
-                         "(Keras and SavedModel sources always go to torch)")
+                         "(Keras and SavedModel sources go to torch, or to tflite, executorch or tfjs)")
     unknown = [r for r in roads if r not in ROADS]
     if unknown or not roads:
         raise InputError(f"unknown road(s) {', '.join(unknown) or '(none given)'}", hint=f"use: {', '.join(ROADS)}")
