@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -128,8 +129,8 @@ def main() -> None:
         build_checkpoint(ckpt, cfg, args.dtype)
         print(f"  built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     shapes = tensor_shapes(cfg)
-    params = sum(int(__import__("math").prod(s)) for _, s in shapes)
-    largest = max(int(__import__("math").prod(s)) for _, s in shapes) * 4
+    params = sum(int(math.prod(s)) for _, s in shapes)
+    largest = max(int(math.prod(s)) for _, s in shapes) * 4
     on_disk = sum(p.stat().st_size for p in ckpt.glob("*.safetensors"))
     fp32 = params * 4
     mib = 1024**2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -491,8 +492,6 @@ class TfLiteRunner(Runner):
         # The runtime may refuse a graph (XNNPACK, at prepare time) or abort the process (a kernel's
         # check failing): try it in a child process first, and run here only what ran there.
         self.delegate = probe_tflite(path, signature)
-        import time
-
         t0 = time.perf_counter()
         self._open(path, signature, threads, delegates=self.delegate == "xnnpack")
         self.load_ms = (time.perf_counter() - t0) * 1000  # file to ready-to-run, as an app would load it
@@ -568,7 +567,6 @@ class ExecuTorchRunner(Runner):
 
     def __init__(self, path: str | Path, *, name: str | None = None, input_names: Sequence[str] | None = None) -> None:
         import json
-        import time
 
         from porttax.to_executorch import INPUT_NAMES, OUTPUT_NAMES, require_executorch
 
@@ -627,8 +625,6 @@ class TfjsRunner(Runner):
     framework: Framework = "tfjs"
 
     def __init__(self, path: str | Path, *, name: str | None = None, progress: Any = None) -> None:
-        import time
-
         from porttax.tfjs.env import node_runtime
         from porttax.tfjs.node import GraphModelProcess, read_graph_model
 

@@ -46,7 +46,6 @@ class LazyTensor:
 
     def read(self) -> np.ndarray:
         """The tensor as a fresh NumPy array in its stored type (bf16 arrives as its uint16 bits)."""
-        _return_freed_memory_promptly()
         np_dtype = np.dtype(_DTYPES[self.dtype][0])
         out = np.empty(self.shape, dtype=np_dtype)
         view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
@@ -84,27 +83,6 @@ class LazyTensor:
         t = torch.empty(self.shape, dtype=getattr(torch, _DTYPES[self.dtype][1]), device="meta")
         t._porttax_lazy = self  # type: ignore[attr-defined]
         return t
-
-
-_MALLOC_TUNED = False
-
-
-def _return_freed_memory_promptly() -> None:
-    """glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
-    tensors of a few MiB come from the heap and their memory stays with the process once freed. Fixing
-    the threshold at 1 MiB sends every weight-sized temporary to its own mapping, returned on free."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
 
 
 def lazy_state(path: str | os.PathLike[str], entries: dict[str, Any]) -> dict[str, Any]:

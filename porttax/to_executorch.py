@@ -105,8 +105,9 @@ def static_program(program: Any, example: Sequence[Any]) -> Any:
     from porttax._frameworks import import_torch
 
     torch = import_torch()
-    if not any(not isinstance(d, int) for node in program.graph.nodes if node.op == "placeholder"
-               for d in getattr(node.meta.get("val"), "shape", ())):
+    dims = [d for node in program.graph.nodes if node.op == "placeholder"
+            for d in getattr(node.meta.get("val"), "shape", ())]
+    if all(isinstance(d, int) for d in dims):
         return program
     return torch.export.export(program.module(), tuple(example), strict=False)
 

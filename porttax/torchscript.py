@@ -18,11 +18,12 @@ Capture, in order:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UnsupportedError, brief
@@ -148,19 +149,17 @@ def _recover_module_paths(program: Any, script: Any) -> None:
         node.meta["nn_module_stack"] = {module_path: (module_path, kind)}
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     """TS2EP and the exporters warn and log at length about things that are fine here."""
-
-    def __enter__(self) -> None:
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
+    loggers = [logging.getLogger(n) for n in ("torch._export", "torch.export", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        self._loggers = [logging.getLogger(n) for n in ("torch._export", "torch.export", "torch.onnx")]
-        self._levels = [lg.level for lg in self._loggers]
-        for lg in self._loggers:
+        for lg in loggers:
             lg.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: Any) -> None:
-        for lg, level in zip(self._loggers, self._levels):
-            lg.setLevel(level)
-        self._warnings.__exit__(*exc)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)

@@ -203,23 +203,24 @@ class Context:
     ) -> None:
         """Assign a built layer's variable from a source constant, recording the port."""
         transform = transform or Identity()
+        array = self._weight_array(value, transform)
+        var = self._port(layer, var_name, value, transform, array.shape)
+        var.assign(array.astype(var.dtype))
+
+    def _port(self, layer: Any, var_name: str, value: Any, transform: Transform, shape: tuple) -> Any:
+        """The layer's variable `var_name`, checked against the ported weight's shape; records the port."""
         source_key = value.param if isinstance(value, Val) else None
-        raw = value.const if isinstance(value, Val) else value
-        array = np.asarray(const_to_numpy(raw), dtype=np.float32)
-        array = transform.apply(array)
         for var in layer.weights:
             if var.name == var_name or var.path.endswith("/" + var_name):
-                if tuple(var.shape) != tuple(array.shape):
+                if tuple(var.shape) != tuple(shape):
                     raise UnsupportedError(
-                        f"weight {source_key or var_name} has shape {array.shape} after "
+                        f"weight {source_key or var_name} has shape {tuple(shape)} after "
                         f"{transform.describe()}, but Keras layer {layer.name!r} expects {tuple(var.shape)}"
                     )
-                var.assign(array.astype(var.dtype))
-                self.log.ports.append(
-                    WeightPort(source_key, f"{layer.name}/{var_name}", transform.describe(), array.shape)
-                )
-                self.log.transforms[f"{layer.name}/{var_name}"] = transform
-                return
+                target = f"{layer.name}/{var_name}"
+                self.log.ports.append(WeightPort(source_key, target, transform.describe(), tuple(shape)))
+                self.log.transforms[target] = transform
+                return var
         names = [v.name for v in layer.weights]
         raise UnsupportedError(f"Keras layer {layer.name!r} has no variable {var_name!r} (has {names})")
 
@@ -252,8 +253,8 @@ class Context:
                 setattr(layer, f"{name}_initializer", original)
         self.track(layer)
         for name, (value, transform) in weights.items():
-            if name in given:
-                self._record_given(layer, name, value, transform or Identity(), given[name][2])
+            if name in given:  # built from the array already: check and record only
+                self._port(layer, name, value, transform or Identity(), given[name][2])
             else:
                 self.set_weight(layer, name, value, transform)
         return out
@@ -262,19 +263,6 @@ class Context:
         raw = value.const if isinstance(value, Val) else value
         # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
         return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
-
-    def _record_given(self, layer: Any, var_name: str, value: Any, transform: Transform, shape: tuple) -> None:
-        source_key = value.param if isinstance(value, Val) else None
-        for var in layer.weights:
-            if var.name == var_name or var.path.endswith("/" + var_name):
-                if tuple(var.shape) != tuple(shape):
-                    raise UnsupportedError(
-                        f"weight {source_key or var_name} has shape {shape} after {transform.describe()}, "
-                        f"but Keras layer {layer.name!r} expects {tuple(var.shape)}")
-                self.log.ports.append(WeightPort(source_key, f"{layer.name}/{var_name}", transform.describe(), shape))
-                self.log.transforms[f"{layer.name}/{var_name}"] = transform
-                return
-        raise UnsupportedError(f"Keras layer {layer.name!r} has no variable {var_name!r}")
 
 
 class _Given:
