@@ -17,7 +17,8 @@ class WeightPort:
     source_key: str | None  # state_dict key in the source; None for a constant computed at conversion
     target: str  # "<layer name>/<variable name>"
     transform: str  # description of the layout transform applied
-    shape: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()  # as the target holds it
+    source_shape: tuple[int, ...] = ()  # as the source holds it (before the transform)
 
 
 @dataclass
@@ -88,5 +89,5 @@ class MappingLog:
             "weights_ported": len(self.ports),
             "unsupported": self.unsupported,
             "layers": [r.to_dict() for r in self.layers.values()],
-            "ports": [p.__dict__ | {"shape": list(p.shape)} for p in self.ports],
+            "ports": [p.__dict__ | {"shape": list(p.shape), "source_shape": list(p.source_shape)} for p in self.ports],
         }

@@ -7,6 +7,7 @@ serves both directions, and a round-trip test (apply, then invert) proves it for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,10 @@ class Transform:
 
     def then(self, other: "Transform") -> "Transform":
         return Chain((self, other))
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able description `transform_from_spec` rebuilds: artefacts keep their weight map."""
+        return {"kind": type(self).__name__, **{k: _plain(v) for k, v in self.__dict__.items()}}
 
 
 @dataclass(frozen=True)
@@ -111,3 +116,28 @@ class GateReorder(Transform):
 
     def describe(self) -> str:
         return f"gate_reorder{self.order} on axis {self.axis}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Transform):
+        return value.spec()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+_KINDS: dict[str, type[Transform]] = {t.__name__: t for t in (Identity, Transpose, Reshape, Chain, GateReorder)}
+
+
+def transform_from_spec(spec: dict[str, Any]) -> Transform:
+    """The transform `Transform.spec` described; a spec from a file is checked, not trusted."""
+    if not isinstance(spec, dict) or spec.get("kind") not in _KINDS:
+        raise ValueError(f"not a weight-layout transform: {spec!r}")
+    kind = _KINDS[spec["kind"]]
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    if kind is Chain:
+        return Chain(tuple(transform_from_spec(s) for s in fields.get("steps", [])))
+    try:
+        return kind(**{k: tuple(int(i) for i in v) if isinstance(v, list) else int(v) for k, v in fields.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad {spec['kind']} transform {spec!r}: {exc}") from None

@@ -28,7 +28,8 @@ class ConfigBase:
     build a silently wrong model. Keys in `IGNORED_KEYS` are metadata that change nothing.
     """
 
-    IGNORED_KEYS: ClassVar[frozenset[str]] = frozenset({"arch"})
+    # which architecture and dtype a config.json names: metadata porttax reads elsewhere, or writes
+    IGNORED_KEYS: ClassVar[frozenset[str]] = frozenset({"arch", "model_type", "architectures", "torch_dtype", "dtype"})
 
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:

@@ -36,7 +36,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="target format (default: from -o's suffix)")
     c.add_argument("-o", "--output", required=True,
                    help="output: .keras file, SavedModel directory, .onnx, .tflite or .pte (ExecuTorch) file, "
-                   "TF.js graph-model directory (--to tfjs); .pt2 / .safetensors / .pt for Keras sources")
+                   "TF.js graph-model directory (--to tfjs); .pt2 / .safetensors / .pt for Keras sources; a folder "
+                   "with --to safetensors: the source checkpoint's own layout (Hugging Face: config.json + "
+                   "safetensors shards) from a .keras porttax converted from a checkpoint")
+    c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="checkpoint folder output: write floats in this dtype (default: as the source checkpoint "
+                   "stored them, bf16 stays bf16)")
+    c.add_argument("--max-shard-size", metavar="SIZE",
+                   help="checkpoint folder output: largest safetensors shard, e.g. 5GB (the default) or 500MB")
+    c.add_argument("--weight-map", metavar="ORIGINAL.keras",
+                   help="checkpoint folder output from a .keras that Keras saved again (e.g. fine-tuned): read "
+                   "each weight's source name and layout from the .keras porttax wrote")
     c.add_argument("--trust-code", action="store_true",
                    help="allow stored code to load and run: a TorchScript archive (torch.jit.save), a Keras "
                    "file's Lambda layers (only for files you trust)")
@@ -253,6 +263,7 @@ def _convert(args: argparse.Namespace) -> int:
         seeds=tuple(range(args.seeds)), measure_latency=not args.no_latency, force=args.force,
         jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, route=args.route,
         quantize=args.quantize, calibration=args.calibration, profile=args.profile, progress=progress,
+        dtype=args.dtype, max_shard_size=args.max_shard_size, weight_map_from=args.weight_map,
     )
     report = result.to_dict()
     if args.report:

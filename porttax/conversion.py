@@ -93,6 +93,9 @@ def convert(
     jit: bool = False,
     trust_code: bool = False,
     channels_first: bool = False,
+    dtype: str | None = None,
+    max_shard_size: str | int | None = None,
+    weight_map_from: str | Path | None = None,
     route: str = "direct",
     prefer: str = "fastest",
     quantize: str | None = None,
@@ -117,6 +120,11 @@ def convert(
     registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
     `jit=True` compiles a SavedModel's serving function with XLA (see porttax.saving.write_savedmodel).
+    A `.keras` porttax converted from a checkpoint goes back to the checkpoint's own layout with
+    `to="safetensors"` and an `output` folder (not a `.safetensors` file): Hugging Face's config.json
+    and safetensors shards of at most `max_shard_size`, in the stored dtype or `dtype` (see
+    porttax.checkpoint_export); `weight_map_from` names the .keras porttax wrote when `source` is a copy
+    Keras saved again (fine-tuned), which keeps the layers but not porttax's map.
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
     still inspect the report (the CLI turns a failure into exit code 1).
@@ -183,11 +191,28 @@ def convert(
                              hint="a PyTorch model is already a PyTorch model; convert it --to keras or savedmodel")
         if jit:
             raise InputError("--jit applies to SavedModel outputs only")
+        from porttax.checkpoint_export import is_folder_output
+
+        if target == "safetensors" and is_folder_output(output):
+            from porttax.checkpoint_export import DEFAULT_SHARD_BYTES, convert_keras_to_checkpoint, parse_shard_size
+
+            shard = (DEFAULT_SHARD_BYTES if max_shard_size is None else
+                     parse_shard_size(max_shard_size) if isinstance(max_shard_size, str) else int(max_shard_size))
+            return convert_keras_to_checkpoint(source, output=output, dtype=dtype, max_shard_bytes=shard,
+                                               weight_map_from=weight_map_from,
+                                               trust_code=trust_code, parity=parity, seeds=seeds, profile=profile,
+                                               measure_latency=measure_latency, force=force, progress=progress)
+        if dtype is not None or max_shard_size is not None or weight_map_from is not None:
+            raise InputError("--dtype, --max-shard-size and --weight-map apply to a checkpoint folder "
+                             "(--to safetensors -o DIR/)")
         from porttax.to_torch import convert_keras
 
         return convert_keras(source, target=target, output=output, trust_code=trust_code,
                              channels_first=channels_first, parity=parity, seeds=seeds, profile=profile,
                              measure_latency=measure_latency, force=force, progress=progress)
+    if dtype is not None or max_shard_size is not None or weight_map_from is not None:
+        raise InputError("--dtype, --max-shard-size and --weight-map apply to a checkpoint folder written from a .keras "
+                         "(--to safetensors -o DIR/)", hint="a converted Keras model holds float32 weights")
     if channels_first:
         raise InputError("--channels-first applies to Keras sources",
                          hint="a PyTorch source already takes and returns its own layout")
@@ -288,6 +313,7 @@ def convert(
             progress.stage(f"writing {target} to {output}")
             if target == "keras":
                 write_keras(model, tmp, layer_map)
+                _add_weight_map(tmp, log, src)
             else:
                 write_savedmodel(model, tmp, layer_map, jit=jit)
             tax.conversion_seconds = time.perf_counter() - t0
@@ -303,6 +329,15 @@ def convert(
         _fill_drift(tax, report)
     return ConversionResult(target, final, model, log, report, tax, src, layer_map=layer_map,
                             roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads])
+
+
+def _add_weight_map(path: Path, log: Any, src: Any) -> None:
+    """The way back to the source checkpoint's layout, inside the .keras (see porttax.weight_map)."""
+    from porttax.weight_map import add_to_keras_file, from_conversion
+
+    weight_map = from_conversion(log, src) if getattr(src, "program", None) is not None else None
+    if weight_map is not None:
+        add_to_keras_file(path, weight_map)
 
 
 def _keras_runner(model: Any, layer_map: Any) -> Any:

@@ -52,6 +52,11 @@ def read_hf_folder(path: str | Path, arch: str | None = None,
     if arch is None:
         model_type = config.get("model_type")
         arch = ARCHITECTURES.get(str(model_type))
+        if arch is None and str(model_type).startswith("porttax-"):  # a folder porttax wrote for its own architecture
+            from porttax import models
+
+            arch = str(model_type).removeprefix("porttax-")
+            arch = arch if arch in models.list_architectures() else None
         if arch is None:
             raise InputError(f"model_type {model_type!r} is not an architecture porttax knows "
                              f"({', '.join(sorted(ARCHITECTURES))})", path=str(folder / CONFIG),

@@ -44,6 +44,11 @@ class LazyTensor:
     offset: int
     nbytes: int
 
+    @property
+    def torch_dtype(self) -> str:
+        """The stored dtype by torch's name ("bfloat16", "float32", ...)."""
+        return _DTYPES[self.dtype][1]
+
     def read(self) -> np.ndarray:
         """The tensor as a fresh NumPy array in its stored type (bf16 arrives as its uint16 bits)."""
         np_dtype = np.dtype(_DTYPES[self.dtype][0])

@@ -37,6 +37,9 @@ class TorchSource:
     streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.lazy_weights)
     arch: str | None = None  # a state_dict source's architecture and config (porttax.models)
     config: dict[str, Any] | None = None
+    # a checkpoint source's tensors as stored (key -> dtype name, "bfloat16" included), before porttax
+    # widened them: what an export back to the checkpoint's layout restores
+    checkpoint_dtypes: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -366,6 +369,8 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
     from porttax.lazy_weights import lazy_of
 
     lazy = any(lazy_of(v) is not None for v in state.values())
+    stored = {key: (lazy_of(v).torch_dtype if lazy_of(v) is not None else str(v.dtype).removeprefix("torch."))
+              for key, v in state.items() if hasattr(v, "dtype")}
     try:
         module = models.load_state_dict_model(arch, cfg, state, lazy=lazy)
     except PorttaxError as exc:
@@ -373,4 +378,4 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
     example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, cfg)
     program = export_module(module, example, str(path))
     return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path),
-                       streamed_from_file=lazy, arch=arch, config=cfg)
+                       streamed_from_file=lazy, arch=arch, config=cfg, checkpoint_dtypes=stored)

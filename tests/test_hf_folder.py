@@ -3,6 +3,7 @@ as transformers' save_pretrained writes them, converted and checked against tran
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,58 @@ def test_llama_family_matches_transformers_and_generates_the_same_tokens(family:
                            KerasRunner(keras_model, compiled=True), specs, steps=32, prompt_length=8)
     assert result.steps == 32 and result.first_divergent_step is None, (result.source_tokens, result.converted_tokens)
     assert len(set(result.source_tokens[0])) > 3  # a real sequence, not one token repeated
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(shard))
+    return out
+
+
+def test_keras_goes_back_to_the_hugging_face_folder_it_came_from(tmp_path: Path) -> None:
+    """bf16 Qwen2 (tied embeddings, q/k/v biases) → .keras → a folder again: the same keys (the tied head
+    left out, as the checkpoint had it), the same bf16 bits, the same config, so transformers reads it;
+    sharded when asked; `--dtype` widens; a kernel changed in Keras comes back transposed into place."""
+    import keras
+    import transformers
+
+    folder, reference = _hf_family_folder(tmp_path, "qwen2")
+    bf16 = tmp_path / "bf16"
+    reference.to(torch.bfloat16).save_pretrained(bf16, safe_serialization=True)
+    out = tmp_path / "qwen2.keras"
+    assert cli.main(["convert", str(bf16), "-o", str(out), "-q", "--no-latency"]) == 0
+    back = tmp_path / "back"
+    assert cli.main(["convert", str(out), "--to", "safetensors", "-o", str(back), "-q", "--no-latency",
+                     "--max-shard-size", "100KB"]) == 0
+    assert (back / "model.safetensors.index.json").exists() and len(list(back.glob("*.safetensors"))) > 1
+    original, returned = _tensors(bf16), _tensors(back)
+    assert sorted(returned) == sorted(original) and "lm_head.weight" not in returned
+    assert all(returned[k].dtype == torch.bfloat16 and torch.equal(returned[k], original[k]) for k in original)
+    assert json.loads((back / "config.json").read_text()) == json.loads((bf16 / "config.json").read_text())
+    ids = torch.from_numpy(np.random.default_rng(2).integers(0, 256, size=(1, 12)))
+    with torch.no_grad():
+        expected = transformers.AutoModelForCausalLM.from_pretrained(bf16)(ids).logits
+        assert torch.equal(transformers.AutoModelForCausalLM.from_pretrained(back)(ids).logits, expected)
+
+    # fine-tuned in Keras and saved by Keras (no porttax map inside): the original .keras names the places
+    model = load_keras_file(out)
+    layer = model.get_layer("model-layers-0-self_attn-q_proj")
+    kernel = layer.kernel.numpy()
+    kernel[3, 5] += 1.0  # kernel is weightᵀ: this is weight[5, 3]
+    layer.kernel.assign(kernel)
+    tuned = tmp_path / "tuned.keras"
+    model.save(tuned)
+    assert cli.main(["convert", str(tuned), "--to", "safetensors", "-o", str(tmp_path / "no-map"), "-q"]) == 2
+    wide = tmp_path / "tuned_fp32"
+    assert cli.main(["convert", str(tuned), "--to", "safetensors", "-o", str(wide), "-q", "--no-latency",
+                     "--weight-map", str(out), "--dtype", "float32"]) == 0
+    changed = _tensors(wide)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert all(t.dtype == torch.float32 for t in changed.values())
+    assert json.loads((wide / "config.json").read_text())["dtype"] == "float32"
+    diff = (changed[q] - original[q].float()).abs()
+    assert diff[5, 3] == 1.0 and int((diff > 0).sum()) == 1
+    assert all(torch.equal(changed[k], original[k].float()) for k in original if k != q)

@@ -218,7 +218,10 @@ class Context:
                         f"{transform.describe()}, but Keras layer {layer.name!r} expects {tuple(var.shape)}"
                     )
                 target = f"{layer.name}/{var_name}"
-                self.log.ports.append(WeightPort(source_key, target, transform.describe(), tuple(shape)))
+                raw = value.const if isinstance(value, Val) else value
+                held = value.shape if isinstance(value, Val) and value.shape is not None else tuple(raw.shape)
+                self.log.ports.append(WeightPort(source_key, target, transform.describe(), tuple(shape),
+                                                 tuple(int(d) for d in held)))
                 self.log.transforms[target] = transform
                 return var
         names = [v.name for v in layer.weights]
