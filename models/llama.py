@@ -10,6 +10,7 @@ tied embeddings.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from .configs import LlamaConfig
 
 __all__ = [
     "LlamaAttention", "LlamaConfig", "LlamaDecoderLayer", "LlamaForCausalLM", "LlamaMLP", "LlamaModel",
-    "LlamaRotaryEmbedding", "apply_rotary_pos_emb", "rotate_half",
+    "LlamaRotaryEmbedding", "apply_rotary_pos_emb", "rotate_half", "window_mask",
 ]
 
 
@@ -98,25 +99,45 @@ class LlamaAttention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
+                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Any:
+        """`mask` (bool, True = attend) replaces the causal/window rule when given. With `cache`
+        (past keys, past values: (batch, kv_heads, max_len, head_dim); slot: (max_len,) one-hot of the
+        position being written), the new keys and values are written into their slot and attention
+        runs over the whole cache; returns (output, (keys, values)) then."""
         batch, seq, _ = x.shape
         q = self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        present = None
+        if cache is not None:
+            # a static cache: x * 1 + new * 0 keeps every other slot bit for bit, and no op depends on
+            # a data-dependent index (scatter), so every runtime and converter takes it
+            past_k, past_v, slot = cache
+            keep, put = (1 - slot)[:, None], slot[:, None]
+            k, v = past_k * keep + k * put, past_v * keep + v * put
+            present = (k, v)
         if self.num_kv_groups > 1:
             # kv head j serves query heads j*groups ... (j+1)*groups-1, as HF's repeat_kv
             k = k.repeat_interleave(self.num_kv_groups, dim=1)
             v = v.repeat_interleave(self.num_kv_groups, dim=1)
-        if self.sliding_window is not None and seq > self.sliding_window:
-            # query i sees keys i - window < j <= i (Mistral's window); a constant the converters fold
-            i = torch.arange(seq, device=x.device)
-            offset = i[:, None] - i[None, :]
-            mask = (offset >= 0) & (offset < self.sliding_window)
+        if mask is not None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif self.sliding_window is not None and seq > self.sliding_window:
+            # query i sees keys i - window < j <= i (Mistral's window); a constant the converters fold
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=window_mask(seq, self.sliding_window, x.device))
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, self.num_heads * self.head_dim))
+        out = self.o_proj(out.transpose(1, 2).reshape(batch, seq, self.num_heads * self.head_dim))
+        return out if cache is None else (out, present)
+
+
+def window_mask(seq: int, window: int | None, device: Any = None) -> torch.Tensor:
+    """(seq, seq) bool: query i sees keys j with i - window < j <= i (all j <= i without a window)."""
+    i = torch.arange(seq, device=device)
+    offset = i[:, None] - i[None, :]
+    return (offset >= 0) & (offset < window) if window is not None else offset >= 0
 
 
 class LlamaMLP(nn.Module):
@@ -142,9 +163,15 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
+                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Any:
+        attended = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+        present = None
+        if cache is not None:
+            attended, present = attended
+        x = x + attended
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x if cache is None else (x, present)
 
 
 class LlamaModel(nn.Module):
@@ -156,13 +183,56 @@ class LlamaModel(nn.Module):
         self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config)
+        self.windows = [config.window_of(i) for i in range(config.num_hidden_layers)]
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache_position: torch.Tensor | None = None, past_keys: torch.Tensor | None = None,
+                past_values: torch.Tensor | None = None) -> Any:
+        """input_ids (batch, seq) -> hidden (batch, seq, hidden).
+
+        `attention_mask` (batch, keys), 1 = a real token, 0 = padding, masks keys as HF's does (a padded
+        query still sees itself, so no row is empty; its output means nothing). With `past_keys` /
+        `past_values` (layers, batch, kv_heads, max_len, head_dim) and `cache_position` (1,), this is
+        one decode step: input_ids (batch, 1) is the token at that position, `attention_mask` covers
+        the max_len cache slots, and the updated caches come back beside the hidden state."""
+        if past_keys is not None:
+            return self._decode(input_ids, attention_mask, cache_position, past_keys, past_values)
         x = self.embed_tokens(input_ids)
-        cos, sin = self.rotary_emb(input_ids.shape[1], x.dtype)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
+        seq = input_ids.shape[1]
+        cos, sin = self.rotary_emb(seq, x.dtype)
+        masks: list[torch.Tensor | None] = [None] * len(self.layers)
+        if attention_mask is not None:
+            keys = attention_mask[:, None, None, :].bool()
+            self_only = torch.eye(seq, dtype=torch.bool, device=x.device)
+            masks = [(window_mask(seq, w, x.device) & keys) | self_only for w in self.windows]
+        for layer, mask in zip(self.layers, masks):
+            x = layer(x, cos, sin, mask)
         return self.norm(x)
+
+    def _decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache_position: torch.Tensor | None,
+                past_keys: torch.Tensor, past_values: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if cache_position is None or past_values is None or input_ids.shape[1] != 1:
+            raise ValueError("a decode step takes one token per row, cache_position and both caches")
+        x = self.embed_tokens(input_ids)
+        max_len = past_keys.shape[-2]
+        if max_len > self.rotary_emb.cos_cached.shape[0]:
+            raise ValueError(f"a cache of {max_len} slots is longer than max_position_embeddings")
+        cos = self.rotary_emb.cos_cached.index_select(0, cache_position).to(x.dtype)
+        sin = self.rotary_emb.sin_cached.index_select(0, cache_position).to(x.dtype)
+        slots = torch.arange(max_len, device=x.device)
+        slot = (slots == cache_position).to(x.dtype)
+        seen = slots <= cache_position
+        if attention_mask is not None:
+            seen = seen & attention_mask.bool()
+        keys, values = [], []
+        for i, layer in enumerate(self.layers):
+            window = self.windows[i]
+            mask = seen if window is None else seen & (slots > cache_position - window)
+            x, (k, v) = layer(x, cos, sin, mask[..., None, None, :] if mask.dim() == 2 else mask,
+                              (past_keys[i], past_values[i], slot))
+            keys.append(k)
+            values.append(v)
+        return self.norm(x), torch.stack(keys), torch.stack(values)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -182,5 +252,18 @@ class LlamaForCausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
             self.tied_weight_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache_position: torch.Tensor | None = None, past_keys: torch.Tensor | None = None,
+                past_values: torch.Tensor | None = None) -> Any:
+        """logits (batch, seq, vocab); a decode step (see LlamaModel.forward) returns
+        (logits, present_keys, present_values)."""
+        if past_keys is None:
+            return self.lm_head(self.model(input_ids, attention_mask))
+        hidden, keys, values = self.model(input_ids, attention_mask, cache_position, past_keys, past_values)
+        return self.lm_head(hidden), keys, values
+
+    def empty_cache(self, batch: int, max_len: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zeroed (past_keys, past_values) for a decode loop of up to `max_len` positions."""
+        c = self.config
+        shape = (c.num_hidden_layers, batch, c.num_key_value_heads, max_len, c.resolved_head_dim)
+        return torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                    "stored them, bf16 stays bf16)")
     c.add_argument("--max-shard-size", metavar="SIZE",
                    help="checkpoint folder output: largest safetensors shard, e.g. 5GB (the default) or 500MB")
+    c.add_argument("--max-cache-len", type=int, metavar="N",
+                   help="SavedModel of a Llama-family checkpoint: KV-cache slots of its 'decode' signature "
+                   "(default: max_position_embeddings, at most 4096)")
     c.add_argument("--weight-map", metavar="ORIGINAL.keras",
                    help="checkpoint folder output from a .keras that Keras saved again (e.g. fine-tuned): read "
                    "each weight's source name and layout from the .keras porttax wrote")
@@ -264,6 +267,7 @@ def _convert(args: argparse.Namespace) -> int:
         jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, route=args.route,
         quantize=args.quantize, calibration=args.calibration, profile=args.profile, progress=progress,
         dtype=args.dtype, max_shard_size=args.max_shard_size, weight_map_from=args.weight_map,
+        max_cache_len=args.max_cache_len,
     )
     report = result.to_dict()
     if args.report:
@@ -277,6 +281,10 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"wrote {result.output} ({result.target})")
         if result.parity is not None:
             print(result.parity.summary_line())
+        if result.generation is not None:
+            from porttax.llm_signatures import summary_line
+
+            print(summary_line(result.generation))
         print("porting tax:")
         for line in result.tax.lines():
             print(f"  {line}")

@@ -28,11 +28,13 @@ class ConversionResult:
     layer_map: Any = None  # which converted tensor carries each source layer's output (parity.taps)
     roads: list[dict[str, Any]] | None = None  # every road tried (porttax.routes), the chosen one marked
     roads_text: list[str] | None = None
+    generation: dict[str, Any] | None = None  # greedy decoding through an LLM's decode signature
 
     @property
     def passed(self) -> bool:
-        """True unless parity ran and failed."""
-        return self.parity is None or bool(self.parity.passed)
+        """True unless parity (or the generation check) ran and failed."""
+        return (self.parity is None or bool(self.parity.passed)) and (
+            self.generation is None or bool(self.generation["passed"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,7 @@ class ConversionResult:
             "parity": self.parity.to_dict() if self.parity is not None else None,
             "mapping": self.log.to_dict(),
             "roads": self.roads,
+            "generation": self.generation,
         }
 
 
@@ -96,6 +99,7 @@ def convert(
     dtype: str | None = None,
     max_shard_size: str | int | None = None,
     weight_map_from: str | Path | None = None,
+    max_cache_len: int | None = None,
     route: str = "direct",
     prefer: str = "fastest",
     quantize: str | None = None,
@@ -123,7 +127,10 @@ def convert(
     A `.keras` porttax converted from a checkpoint goes back to the checkpoint's own layout with
     `to="safetensors"` and an `output` folder (not a `.safetensors` file): Hugging Face's config.json
     and safetensors shards of at most `max_shard_size`, in the stored dtype or `dtype` (see
-    porttax.checkpoint_export); `weight_map_from` names the .keras porttax wrote when `source` is a copy
+    porttax.checkpoint_export). A SavedModel of a Llama-family checkpoint also gets `logits` (input_ids,
+    attention_mask) and `decode` (one step with a KV cache of `max_cache_len` slots) signatures, and
+    parity then includes greedy generation through `decode` (porttax.llm_signatures).
+    `weight_map_from` names the .keras porttax wrote when `source` is a copy
     Keras saved again (fine-tuned), which keeps the layers but not porttax's map.
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
@@ -300,6 +307,7 @@ def convert(
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
                      source_transposes=log.source_transposes)
     report = None
+    generation = None
     final: Path | None = None
     if output is None:
         tax.conversion_seconds = time.perf_counter() - t0
@@ -311,24 +319,35 @@ def convert(
     else:
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"writing {target} to {output}")
+            endpoints = {}
             if target == "keras":
                 write_keras(model, tmp, layer_map)
                 _add_weight_map(tmp, log, src)
             else:
-                write_savedmodel(model, tmp, layer_map, jit=jit)
+                from porttax.llm_signatures import build_endpoints
+
+                endpoints = build_endpoints(src, model, max_cache_len=max_cache_len, progress=progress)
+                write_savedmodel(model, tmp, layer_map, jit=jit, endpoints=endpoints)
             tax.conversion_seconds = time.perf_counter() - t0
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
             if parity or measure_latency:  # loading the artefact back costs a second copy of the model
                 runner = _artifact_runner(target, tmp, src)
                 report = _parity(src, runner, seeds, profile, progress) if parity else None
+            if parity and endpoints:
+                from porttax.llm_signatures import check_generation
+
+                progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
+                               "against the source without a cache")
+                generation = check_generation(tmp, src.runnable())
                 if measure_latency:
                     _latency(src, runner, tax, progress)
         final = Path(output)
     if report is not None:
         _fill_drift(tax, report)
     return ConversionResult(target, final, model, log, report, tax, src, layer_map=layer_map,
-                            roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads])
+                            roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads],
+                            generation=generation)
 
 
 def _add_weight_map(path: Path, log: Any, src: Any) -> None:

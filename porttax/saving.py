@@ -145,13 +145,16 @@ def write_keras(model: object, path: Path, layer_map: object | None = None) -> N
         add_to_keras_file(path, layer_map)  # type: ignore[arg-type]
 
 
-def write_savedmodel(model: object, path: Path, layer_map: object | None = None, *, jit: bool = False) -> None:
+def write_savedmodel(model: object, path: Path, layer_map: object | None = None, *, jit: bool = False,
+                     endpoints: dict[str, Any] | None = None) -> None:
     """A SavedModel whose first endpoint (`serve`, aliased `serving_default`) is the model itself.
 
     With a layer map, a second signature `porttax_layers` returns every tapped module output from the
     same variables, so a SavedModel can be localised with plain TensorFlow and no Keras file.
     `jit` compiles the serving function with XLA: small models, whose time goes to per-op dispatch,
     run about twice as fast; TF Serving then needs `--xla_cpu_compilation_enabled=true`, so it is opt-in.
+    `endpoints` are further signatures by name, Keras models sharing `model`'s layers (an LLM's
+    `logits` and `decode`, porttax.llm_signatures); shared variables are saved once.
     """
     from porttax._frameworks import import_keras
 
@@ -182,6 +185,10 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
             outputs[tap.output] = tensors[tap.key]
         tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
         archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
+    for name, extra in (endpoints or {}).items():
+        extra_spec = keras.tree.map_structure(lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name),
+                                              extra.input)
+        archive.track_and_add_endpoint(name, extra, [extra_spec])
     _save_each_variable_once(archive)
     archive.write_out(str(path), verbose=False)
     from porttax.keras_loading import KERAS_CONFIG, savedmodel_config

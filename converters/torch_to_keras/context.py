@@ -107,12 +107,16 @@ def const_to_numpy(value: Any) -> Any:
 class Context:
     """Shared state of one conversion: layer naming, layout moves, weight assignment, the log."""
 
-    def __init__(self, log: MappingLog) -> None:
+    def __init__(self, log: MappingLog, reuse: dict[str, Any] | None = None) -> None:
         self.keras = import_keras()
         self.ops = self.keras.ops
         self.log = log
         self._names: set[str] = set()
         self.current: LayerRecord | None = None
+        # built layers of an earlier conversion of the same module (another entry point of it, e.g. an
+        # LLM's decode step), by name: a layer configured the same is called again, not rebuilt, so
+        # both Keras models share its variables and no weight is read twice
+        self.reuse = reuse or {}
 
     # ---- naming ------------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
@@ -236,6 +240,10 @@ class Context:
         streamed 1B-parameter model to one copy in memory. The layer's own initializer is put back
         afterwards, so its config (and a saved `.keras`) stays plain Keras. Other variables are
         assigned after the build."""
+        shared = self.reuse.get(layer.name)
+        if shared is not None and type(shared) is type(layer) and _config_key(shared) == _config_key(layer):
+            self.track(shared)
+            return shared(x)
         given: dict[str, tuple[Any, Any, tuple[int, ...]]] = {}
         if not layer.built:
             for name, (value, transform) in weights.items():
@@ -266,6 +274,19 @@ class Context:
         raw = value.const if isinstance(value, Val) else value
         # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
         return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
+
+
+def _config_key(layer: Any) -> Any:
+    """A layer's config, compared as built and unbuilt layers both give it (a build turns some
+    settings into lists: RMSNormalization's axis -1 becomes [-1])."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return plain(value[0]) if len(value) == 1 else tuple(plain(v) for v in value)
+        return value
+
+    return plain(layer.get_config())
 
 
 class _Given:

@@ -132,9 +132,12 @@ def scan_ops(ep: Any) -> list[OpUse]:
 
 
 def convert_exported_program(
-    ep: Any, *, name: str = "converted", progress: ProgressFn | None = None
+    ep: Any, *, name: str = "converted", progress: ProgressFn | None = None, reuse: dict[str, Any] | None = None
 ) -> TorchToKerasResult:
-    """Convert an ExportedProgram (any IR torch.export produces) to a Keras functional model."""
+    """Convert an ExportedProgram (any IR torch.export produces) to a Keras functional model.
+
+    `reuse` (layer name → built Keras layer) shares the layers of an earlier conversion of the same
+    module: see Context.reuse."""
     torch = import_torch()
     keras = import_keras()
     from torch.export.graph_signature import InputKind
@@ -144,7 +147,7 @@ def convert_exported_program(
     ep = decompose(ep)
     graph = ep.graph
     log = MappingLog()
-    ctx = Context(log)
+    ctx = Context(log, reuse)
 
     consts: dict[str, Val] = {}
     user_inputs: list[Any] = []
