@@ -25,12 +25,25 @@ import numpy as np
 from porttax._frameworks import import_torch
 from porttax.errors import InputError
 
-STREAM_THRESHOLD_BYTES = 1 << 30  # checkpoints this large stream by default (PORTTAX_STREAM=0/1 overrides)
+STREAM_THRESHOLD_BYTES = 1 << 30
+_SLICE_BYTES = 8 << 20  # a streamed weight is read in slices of about this many bytes  # checkpoints this large stream by default (PORTTAX_STREAM=0/1 overrides)
 
 # safetensors dtype → (NumPy dtype to read the bytes as, torch dtype name)
 _DTYPES = {"F64": ("float64", "float64"), "F32": ("float32", "float32"), "F16": ("float16", "float16"),
            "BF16": ("uint16", "bfloat16"), "I64": ("int64", "int64"), "I32": ("int32", "int32"),
            "I16": ("int16", "int16"), "I8": ("int8", "int8"), "U8": ("uint8", "uint8"), "BOOL": ("bool", "bool")}
+
+
+ALIGNMENT = 64  # what TensorFlow asks of a buffer it adopts without copying (see the converter's _Given)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """np.empty whose data starts on an ALIGNMENT-byte boundary (NumPy gives 16)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -51,27 +64,49 @@ class LazyTensor:
 
     def read(self) -> np.ndarray:
         """The tensor as a fresh NumPy array in its stored type (bf16 arrives as its uint16 bits)."""
+        return self._read_rows(0, self.shape[0] if self.shape else 1)
+
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of the first axis (the whole tensor for a scalar), read with pread."""
         np_dtype = np.dtype(_DTYPES[self.dtype][0])
-        out = np.empty(self.shape, dtype=np_dtype)
+        rows = self.shape[0] if self.shape else 1
+        row_bytes = self.nbytes // rows if rows else 0
+        out = np.empty(((stop - start), *self.shape[1:]) if self.shape else (), dtype=np_dtype)
         view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+        want = (stop - start) * row_bytes
         with open(self.path, "rb", buffering=0) as f:
             done = 0
-            while done < self.nbytes:
-                n = os.preadv(f.fileno(), [view[done:]], self.offset + done)
+            while done < want:
+                n = os.preadv(f.fileno(), [view[done:]], self.offset + start * row_bytes + done)
                 if n <= 0:
                     raise InputError(f"tensor {self.name} ends past the end of the file", path=self.path,
                                      hint="the file changed or was truncated while porttax read it")
                 done += n
         return out
 
-    def numpy_float(self) -> np.ndarray:
-        """Floats widened to float32 (what Keras variables hold), integers as they are."""
-        raw = self.read()
-        if self.dtype == "BF16":  # bf16 is the top half of a float32: widen without a second temporary
-            wide = np.empty(raw.shape, dtype=np.uint32)
-            np.left_shift(raw, 16, out=wide, dtype=np.uint32)
-            del raw
-            return wide.view(np.float32)
+    def numpy_float(self, perm: tuple[int, ...] | None = None) -> np.ndarray:
+        """Floats widened to float32 (what Keras variables hold), integers as they are; `perm` gives
+        the result transposed (contiguous). The file is read in slices of rows straight into the
+        result, so memory holds the result and one slice: no copy of the whole tensor as stored
+        beside it, and no second one in the source layout (for an embedding-sized kernel that is a
+        few hundred MB less at the peak of a streamed conversion)."""
+        wide_dtype = np.float32 if self.dtype in ("BF16", "F16") else np.dtype(_DTYPES[self.dtype][0])
+        if not self.shape:
+            return self._widen(self.read())
+        perm = tuple(perm) if perm is not None else tuple(range(len(self.shape)))
+        out = aligned_empty(tuple(self.shape[a] for a in perm), wide_dtype)
+        rows = self.shape[0]
+        step = max(1, _SLICE_BYTES // max(1, self.nbytes // max(rows, 1)))
+        axis = perm.index(0)  # where the stored first axis lands in the result
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            index = tuple(slice(start, stop) if a == axis else slice(None) for a in range(len(perm)))
+            out[index] = self._widen(np.transpose(self._read_rows(start, stop), perm))
+        return out
+
+    def _widen(self, raw: np.ndarray) -> np.ndarray:
+        if self.dtype == "BF16":  # bf16 is the top half of a float32
+            return (raw.astype(np.uint32) << 16).view(np.float32)
         if self.dtype == "F16":
             return raw.astype(np.float32)
         return raw

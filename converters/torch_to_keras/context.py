@@ -18,7 +18,7 @@ import numpy as np
 
 from porttax._frameworks import import_keras, import_torch
 from porttax.converters.mapping_log import LayerRecord, MappingLog, WeightPort
-from porttax.converters.transforms import Identity, Transform
+from porttax.converters.transforms import Identity, Transform, Transpose
 from porttax.errors import UnsupportedError
 
 Perm = tuple[int, ...] | None
@@ -257,6 +257,7 @@ class Context:
                 except AttributeError:  # a read-only proxy (an RNN layer's cell owns it): assign after
                     continue
                 given[name] = (original, value, array.shape)
+                del array  # the initializer holds the only reference, and lets it go once used
         try:
             out = layer(x)
         finally:
@@ -272,6 +273,12 @@ class Context:
 
     def _weight_array(self, value: Any, transform: Transform) -> Any:
         raw = value.const if isinstance(value, Val) else value
+        if isinstance(transform, Transpose) and isinstance(raw, import_torch().Tensor):
+            from porttax.lazy_weights import lazy_of
+
+            lazy = lazy_of(raw)
+            if lazy is not None:  # a streamed weight: read, widen and transpose in one pass
+                return lazy.numpy_float(transform.perm)
         # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
         return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
 
@@ -301,7 +308,29 @@ class _Given:
             got = "nothing left" if array is None else tuple(array.shape)
             raise UnsupportedError(f"a Keras variable of shape {tuple(shape)} was built from a source weight of "
                                    f"shape {got}")
-        return array if dtype is None or str(array.dtype) == str(dtype) else array.astype(str(dtype))
+        if dtype is not None and str(array.dtype) != str(dtype):
+            array = array.astype(str(dtype))
+        return _adopted(array)
+
+
+def _adopted(array: np.ndarray) -> Any:
+    """The array as a backend tensor, on TensorFlow without a copy.
+
+    `tf.convert_to_tensor` of a NumPy array briefly holds two more copies of it; for a 250 MB
+    embedding that is the peak of a streamed conversion. TensorFlow adopts a 64-byte-aligned buffer
+    through DLPack as is, and a variable made from that tensor keeps the same buffer: one copy of the
+    weight from file to variable."""
+    keras = import_keras()
+    if keras.backend.backend() != "tensorflow" or array.dtype.kind not in "fiu" or not array.size:
+        return keras.ops.convert_to_tensor(array)
+    from porttax._frameworks import import_tf
+    from porttax.lazy_weights import ALIGNMENT, aligned_empty
+
+    if array.ctypes.data % ALIGNMENT or not array.flags.c_contiguous:
+        aligned = aligned_empty(array.shape, array.dtype)
+        aligned[...] = array
+        array = aligned
+    return import_tf().experimental.dlpack.from_dlpack(array.__dlpack__())
 
 
 @dataclass
