@@ -137,6 +137,8 @@ def write_checkpoint_folder(model: Any, weight_map: Any, folder: Path, *, dtype:
                                    f"was {entry.source_shape} in the source")
         done[0] += 1
         progress.step(done[0], len(entries), entry.source_key)
+        if array.dtype.name == "bfloat16":  # a bf16 Keras model: NumPy holds it as ml_dtypes' type
+            return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16).to(getattr(torch, out_dtype))
         return torch.from_numpy(array).to(getattr(torch, out_dtype))
 
     from porttax.safetensors_file import LazyEntry

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
@@ -217,9 +218,13 @@ def convert(
         return convert_keras(source, target=target, output=output, trust_code=trust_code,
                              channels_first=channels_first, parity=parity, seeds=seeds, profile=profile,
                              measure_latency=measure_latency, force=force, progress=progress)
-    if dtype is not None or max_shard_size is not None or weight_map_from is not None:
-        raise InputError("--dtype, --max-shard-size and --weight-map apply to a checkpoint folder written from a .keras "
-                         "(--to safetensors -o DIR/)", hint="a converted Keras model holds float32 weights")
+    if max_shard_size is not None or weight_map_from is not None:
+        raise InputError("--max-shard-size and --weight-map apply to a checkpoint folder written from a .keras "
+                         "(--to safetensors -o DIR/)")
+    if dtype not in (None, "float32", "bfloat16", "float16"):
+        raise InputError(f"--dtype {dtype!r}: choose float32, bfloat16 or float16")
+    if dtype not in (None, "float32") and target not in ("keras", "savedmodel"):
+        raise InputError(f"--dtype {dtype} applies to --to keras and savedmodel", hint="other targets are float32")
     if channels_first:
         raise InputError("--channels-first applies to Keras sources",
                          hint="a PyTorch source already takes and returns its own layout")
@@ -281,11 +286,19 @@ def convert(
     import_keras()
     from porttax.routes import build_keras
 
+    if target in ("keras", "savedmodel") and not onnx_source:
+        src.float_dtype = dtype or "float32"
+        if src.float_dtype != "float32":
+            progress.stage(f"building the Keras model in {dtype} (variables and compute)")
+            if profile == "fp32":
+                profile = {"bfloat16": "bf16", "float16": "fp16"}[src.float_dtype]
+                progress.stage(f"parity against the source in {src.float_dtype}, profile {profile}")
     # an ONNX source (or TorchScript captured through ONNX) already is the ONNX road's midpoint: its only
     # road is the direct mapping from there
     onnx_midpoint = onnx_source or src.capture == "onnx"
-    (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
-                                                 profile=profile, progress=progress, prefer=prefer)
+    with keras_dtype(getattr(src, "float_dtype", "float32")):
+        (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
+                                                     profile=profile, progress=progress, prefer=prefer)
 
     if target == "tflite":
         from porttax.to_tflite import convert_keras_to_tflite
@@ -326,7 +339,8 @@ def convert(
             else:
                 from porttax.llm_signatures import build_endpoints
 
-                endpoints = build_endpoints(src, model, max_cache_len=max_cache_len, progress=progress)
+                with keras_dtype(src.float_dtype):
+                    endpoints = build_endpoints(src, model, max_cache_len=max_cache_len, progress=progress)
                 write_savedmodel(model, tmp, layer_map, jit=jit, endpoints=endpoints)
             tax.conversion_seconds = time.perf_counter() - t0
             tax.peak_rss_mb = peak_rss_mb()
@@ -339,7 +353,7 @@ def convert(
 
                 progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
                                "against the source without a cache")
-                generation = check_generation(tmp, src.runnable())
+                generation = check_generation(tmp, src.runnable(), tolerance=_step_tolerance(profile))
                 if measure_latency:
                     _latency(src, runner, tax, progress)
         final = Path(output)
@@ -348,6 +362,33 @@ def convert(
     return ConversionResult(target, final, model, log, report, tax, src, layer_map=layer_map,
                             roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads],
                             generation=generation)
+
+
+def _step_tolerance(profile: str) -> float:
+    """A decode step's drift bound: the cache's own reordering (see porttax.llm_signatures), or the
+    profile's when that is looser (bf16, fp16)."""
+    from porttax.llm_signatures import STEP_TOLERANCE
+    from porttax.parity.profiles import get_profile
+
+    chosen = get_profile(profile)
+    return max(STEP_TOLERANCE, chosen.threshold) if chosen.stat == "rel_l2" else STEP_TOLERANCE
+
+
+@contextlib.contextmanager
+def keras_dtype(dtype: str) -> Iterator[None]:
+    """Layers made inside take `dtype` as their Keras dtype policy (variables and compute)."""
+    if dtype == "float32":
+        yield
+        return
+    from porttax._frameworks import import_keras
+
+    keras = import_keras()
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def _add_weight_map(path: Path, log: Any, src: Any) -> None:

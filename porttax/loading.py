@@ -40,6 +40,9 @@ class TorchSource:
     # a checkpoint source's tensors as stored (key -> dtype name, "bfloat16" included), before porttax
     # widened them: what an export back to the checkpoint's layout restores
     checkpoint_dtypes: dict[str, str] | None = None
+    # the float dtype of the conversion (porttax.conversion: a bf16 checkpoint stays bf16); the
+    # reference module runs in it too, so parity compares like with like
+    float_dtype: str = "float32"
 
     @property
     def name(self) -> str:
@@ -55,12 +58,23 @@ class TorchSource:
         return isinstance(self.module, import_torch().nn.Module) and is_streamed(self.module)
 
     def runnable(self) -> Any:
-        """The module to run as the reference; a streamed one reads all its weights first."""
+        """The module to run as the reference; a streamed one reads all its weights first. In a
+        half-precision conversion it runs in that dtype (a user's own module is copied first)."""
         from porttax.lazy_weights import materialize
 
         if self.streamed:
             materialize(self.module)
+        torch = import_torch()
+        wanted = getattr(torch, self.float_dtype)
+        if isinstance(self.module, torch.nn.Module) and any(
+                p.is_floating_point() and p.dtype != wanted for p in self.module.parameters()):
+            if self.origin == "module":
+                import copy
+
+                self.module = copy.deepcopy(self.module)
+            self.module = self.module.to(wanted)
         return self.module
+
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -231,3 +231,36 @@ def test_savedmodel_generates_through_its_kv_cache_signature(family: str, tmp_pa
     with torch.no_grad():
         module.model.layers[1].self_attn.v_proj.weight.mul_(1.5)
     assert not check_generation(out, module)["passed"]
+
+
+def test_bf16_checkpoint_to_a_bf16_savedmodel_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--dtype bfloat16`: a bf16 checkpoint, streamed, becomes a SavedModel whose variables are the
+    checkpoint's own bf16 bits (half the float32 size), checked under the bf16 profile, generation included."""
+    import tensorflow as tf
+
+    from safetensors.torch import save_file
+
+    from porttax import models
+
+    monkeypatch.setenv("PORTTAX_STREAM", "1")
+    # porttax's llama-tiny preset (its own init; the 4x-widened family models above drift 1.5e-2 between
+    # two bf16 implementations, past the bf16 profile, as torch bf16 drifts 2.9e-2 from its own fp32)
+    bf16 = tmp_path / "bf16"
+    bf16.mkdir()
+    model = models.build_model("llama-tiny")
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}, bf16 / "model.safetensors")
+    (bf16 / "config.json").write_text(json.dumps({"model_type": "llama", **model.config.to_dict()}))
+    out = tmp_path / "sm"
+    assert cli.main(["convert", str(bf16), "--input-shape", "1,24", "-o", str(out), "--dtype", "bfloat16",
+                     "--max-cache-len", "40", "-q", "--no-latency", "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["source_streamed"] and report["parity"]["profile"]["name"] == "bf16"
+    assert report["generation"]["passed"] and report["generation"]["steps"] == 16
+    loaded = tf.saved_model.load(str(out))
+    stored = _tensors(bf16)
+    variables = {v.name.split(":")[0]: v for v in loaded.variables}
+    assert {v.dtype for v in variables.values()} == {tf.bfloat16}
+    kernel = variables["model-layers-0-self_attn-q_proj/kernel"].numpy()
+    assert np.array_equal(kernel.view(np.uint16).T, stored["model.layers.0.self_attn.q_proj.weight"].view(torch.uint16).numpy())
+    weights = sum(t.numel() * 2 for t in stored.values())
+    assert sum(f.stat().st_size for f in (out / "variables").glob("variables.data*")) <= 1.05 * weights
