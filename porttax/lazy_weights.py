@@ -140,6 +140,43 @@ def lazy_state(path: str | os.PathLike[str], entries: dict[str, Any]) -> dict[st
     return state
 
 
+_TORCH_TO_SAFETENSORS = {torch_name: code for code, (_, torch_name) in _DTYPES.items()}
+
+
+def lazy_torch_state(path: str | os.PathLike[str], state: dict[str, Any]) -> dict[str, Any] | None:
+    """Meta tensors for a state_dict that `torch.load(mmap=True, weights_only=True)` mapped from a
+    `torch.save` zip: each tensor's bytes lie uncompressed in the file, at its address minus the
+    mapping's start (from /proc/self/maps), so it can be read with pread like a safetensors tensor.
+    None when that cannot be established for every tensor (not Linux, a strided or unusual tensor):
+    the caller then loads the file whole."""
+    torch = import_torch()
+    real = os.path.realpath(path)
+    size = os.path.getsize(real)
+    base = None
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].strip() == real and int(fields[2], 16) == 0:
+                    start = int(fields[0].split("-")[0], 16)
+                    base = start if base is None else min(base, start)
+    except OSError:
+        return None
+    if base is None:
+        return None
+    out = {}
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            return None
+        code = _TORCH_TO_SAFETENSORS.get(str(t.dtype).removeprefix("torch."))
+        nbytes = t.numel() * t.element_size()
+        offset = t.data_ptr() - base if nbytes else 0
+        if code is None or not t.is_contiguous() or offset < 0 or offset + nbytes > size:
+            return None
+        out[name] = LazyTensor(real, name, code, tuple(t.shape), offset, nbytes).meta()
+    return out
+
+
 def should_stream(files: Iterable[Path]) -> bool:
     """Stream when the checkpoint is large, unless PORTTAX_STREAM says otherwise."""
     forced = os.environ.get("PORTTAX_STREAM")

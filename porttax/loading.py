@@ -246,7 +246,7 @@ def load_torch_source(
             return _from_torchscript(path, example_inputs, input_shapes, input_dtypes, arch, config,
                                      trusted=trust_pickle or trust_code)
         try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = _load_weights_only(path, magic.startswith(b"PK"))
         except pickle.UnpicklingError as exc:
             if not trust_pickle:
                 raise UntrustedInputError(
@@ -299,6 +299,24 @@ def _from_torchscript(path: Path, example_inputs: Any, input_shapes: Any, input_
     src = TorchSource(program, script, specs_from_program(program), tuple(example), "torchscript", str(path))
     src.capture = road
     return src
+
+
+def _load_weights_only(path: Path, is_zip: bool) -> Any:
+    """`torch.load(weights_only=True)`; a large zip checkpoint (see porttax.lazy_weights.should_stream)
+    is mapped instead of read, and a state_dict in it comes back as meta tensors that point at their
+    bytes in the file, so its weights stream into the converter like a safetensors checkpoint's."""
+    from porttax.lazy_weights import lazy_torch_state, should_stream
+
+    torch = import_torch()
+    if not (is_zip and should_stream([path])):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) else obj
+    if isinstance(state, dict):
+        lazy = lazy_torch_state(path, state)
+        if lazy is not None:
+            return lazy
+    return torch.load(str(path), map_location="cpu", weights_only=True)  # read whole after all
 
 
 def _load_trusted(path: Path) -> Any:

@@ -98,3 +98,25 @@ def test_weights_only_output_loads_into_the_converted_model(tmp_path: Path, monk
 
     with pytest.raises(OutputExistsError):
         convert(folder, output=out, measure_latency=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_torch_save_state_dict_streams_too(dtype: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `torch.save`d state_dict (zip) is mapped, not read: each tensor becomes a pointer into the file,
+    so its weights stream like a safetensors checkpoint's, with the same Keras weights as a whole load."""
+    from porttax import models
+
+    model = models.build_model("llama-tiny")
+    path = tmp_path / "weights.pt"
+    torch.save({k: v.to(getattr(torch, dtype)) for k, v in model.state_dict().items()}, path)
+    results = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("PORTTAX_STREAM", mode)
+        src = load_torch_source(path, arch="llama-tiny")
+        assert src.streamed_from_file == (mode == "1")
+        if mode == "1":
+            assert all(p.untyped_storage().nbytes() <= p.element_size() for p in src.module.parameters())
+        results[mode] = convert(path, arch="llama-tiny", to="keras", parity=mode == "1", measure_latency=False)
+    assert results["1"].passed and results["1"].to_dict()["source_streamed"]
+    a, b = _keras_weights(results["1"]), _keras_weights(results["0"])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
