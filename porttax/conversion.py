@@ -348,14 +348,14 @@ def convert(
             if parity or measure_latency:  # loading the artefact back costs a second copy of the model
                 runner = _artifact_runner(target, tmp, src)
                 report = _parity(src, runner, seeds, profile, progress) if parity else None
+                if measure_latency:
+                    _latency(src, runner, tax, progress)
             if parity and endpoints:
                 from porttax.llm_signatures import check_generation
 
                 progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
                                "against the source without a cache")
                 generation = check_generation(tmp, src.runnable(), tolerance=_step_tolerance(profile))
-                if measure_latency:
-                    _latency(src, runner, tax, progress)
         final = Path(output)
     if report is not None:
         _fill_drift(tax, report)

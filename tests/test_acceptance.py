@@ -163,3 +163,13 @@ def test_layers_are_named_after_source_modules() -> None:
     params = {n for n, _ in module.named_parameters()}
     assert params <= ported
     assert result.tax.transposes_inserted == 1  # NCHW -> NHWC once, at the input
+
+
+@pytest.mark.parametrize("target", ["keras", "savedmodel"])
+def test_a_written_conversion_prices_its_latency(target: str, tmp_path: Path) -> None:
+    """The porting tax of a conversion written to disk times both sides (the artefact as loaded back)."""
+    module, example = _build("mlp-tiny")
+    out = tmp_path / ("m.keras" if target == "keras" else "m_sm")
+    res = porttax.convert(module, example_inputs=example, to=target, output=out, seeds=(0,))
+    assert res.passed
+    assert res.tax.latency_source_ms > 0 and res.tax.latency_converted_ms > 0 and res.tax.latency_ratio > 0
