@@ -406,6 +406,11 @@ class SavedModelRunner(Runner):
 
         self.layer_map = read_savedmodel(path) if SIGNATURE in self._loaded.signatures else None
 
+    @property
+    def loaded(self) -> Any:
+        """The loaded SavedModel (`tf.saved_model.load`), for its other signatures."""
+        return self._loaded
+
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         tf = import_tf()
         out = self._fn(**{n: tf.constant(a) for n, a in inputs.items()})

@@ -351,27 +351,17 @@ def convert(
                 if measure_latency:
                     _latency(src, runner, tax, progress)
             if parity and endpoints:
-                from porttax.llm_signatures import check_generation
+                from porttax.llm_signatures import check_generation, step_tolerance
 
                 progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
                                "against the source without a cache")
-                generation = check_generation(tmp, src.runnable(), tolerance=_step_tolerance(profile))
+                generation = check_generation(runner.loaded, src.runnable(), tolerance=step_tolerance(profile))
         final = Path(output)
     if report is not None:
         _fill_drift(tax, report)
     return ConversionResult(target, final, model, log, report, tax, src, layer_map=layer_map,
                             roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads],
                             generation=generation)
-
-
-def _step_tolerance(profile: str) -> float:
-    """A decode step's drift bound: the cache's own reordering (see porttax.llm_signatures), or the
-    profile's when that is looser (bf16, fp16)."""
-    from porttax.llm_signatures import STEP_TOLERANCE
-    from porttax.parity.profiles import get_profile
-
-    chosen = get_profile(profile)
-    return max(STEP_TOLERANCE, chosen.threshold) if chosen.stat == "rel_l2" else STEP_TOLERANCE
 
 
 @contextlib.contextmanager

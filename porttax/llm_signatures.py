@@ -19,7 +19,6 @@ source module decoding without a cache, with per-step logits drift.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,10 +95,20 @@ def build_endpoints(src: Any, model: Any, *, max_cache_len: int | None = None,
     return endpoints
 
 
-def check_generation(path: str | Path, module: Any, *, steps: int = 16, prompt_length: int = 8,
+def step_tolerance(profile: str) -> float:
+    """A decode step's drift bound: the cache's own reordering, or the profile's when that is looser
+    (bf16, fp16)."""
+    from porttax.parity.profiles import get_profile
+
+    chosen = get_profile(profile)
+    return max(STEP_TOLERANCE, chosen.threshold) if chosen.stat == "rel_l2" else STEP_TOLERANCE
+
+
+def check_generation(saved: Any, module: Any, *, steps: int = 16, prompt_length: int = 8,
                      seed: int = 0, tolerance: float = STEP_TOLERANCE) -> dict[str, Any]:
     """Greedy decoding from one seeded prompt: the SavedModel's `decode` loop (prompt fed one token at a
     time, then its own tokens) against the source module recomputing every position without a cache.
+    `saved` is a SavedModel path, or one already loaded (parity's runner holds it: no second copy).
 
     Returns the token streams, the first step where they part, and the worst per-step logits drift
     ‖a−b‖/‖b‖ (in float64) over prompt and generated positions."""
@@ -107,7 +116,8 @@ def check_generation(path: str | Path, module: Any, *, steps: int = 16, prompt_l
 
     torch = import_torch()
     tf = import_tf()
-    fn = tf.saved_model.load(str(path)).signatures[DECODE]
+    loaded = saved if hasattr(saved, "signatures") else tf.saved_model.load(str(saved))
+    fn = loaded.signatures[DECODE]
     specs = fn.structured_input_signature[1]
     batch, _ = specs["input_ids"].shape.as_list()
     slots = specs["past_keys"].shape.as_list()[3]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class WeightMap:
     arch: str | None = None  # porttax.models architecture, when the source was a checkpoint
     config: dict[str, Any] | None = None  # the source's config (a Hugging Face config.json as read)
     checkpoint_keys: list[str] | None = None  # every tensor the source checkpoint held, None if not a checkpoint
-    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps({"version": VERSION, "source_name": self.source_name, "arch": self.arch,
