@@ -9,7 +9,8 @@ RSS from the kernel (wait4's ru_maxrss, which counts everything the process ever
 
 - SavedModel: `porttax convert DIR --to savedmodel --no-parity` (streamed: weights are read one at a
   time into the Keras model, the only copy; see porttax.lazy_weights). Target: peak RSS ≤ 1.5 × the
-  checkpoint's size in float32.
+  checkpoint's size in float32. By default a bf16 checkpoint's weights stay bf16 (porttax.dtype_policy);
+  the `savedmodel-fp32` row widens them (`--dtype float32`), the case the target was set for.
 - Keras weights: `porttax convert DIR --to keras-weights -o model.weights.h5` (weights-only: each
   tensor read, transformed and written, no model built). Target: peak RSS ≤ the largest tensor
   (float32) + 1 GiB, judged on the writing process; a child process that imports torch and Keras
@@ -116,7 +117,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     ap.add_argument("--workdir", default="/tmp/porttax-llm")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint for the next run")
-    ap.add_argument("--only", help="comma list of jobs: savedmodel,keras-weights")
+    ap.add_argument("--only", help="comma list of jobs: savedmodel,savedmodel-fp32,keras-weights")
     args = ap.parse_args()
 
     cfg = TINYLLAMA | {"num_hidden_layers": args.layers}
@@ -143,13 +144,18 @@ def main() -> None:
                       "import_torch(); import_tf(); import_keras()"], None),
         "savedmodel": (porttax + ["convert", str(ckpt), "--to", "savedmodel", "-o", str(work / "llm_sm"),
                                   "--no-parity", "--no-latency", "--force", "--json"], 1.5 * fp32),
+        # the same, with the weights widened to float32 (the default keeps a bf16 checkpoint's bf16)
+        "savedmodel-fp32": (porttax + ["convert", str(ckpt), "--to", "savedmodel", "-o", str(work / "llm_sm"),
+                                       "--dtype", "float32", "--no-parity", "--no-latency", "--force", "--json"],
+                            1.5 * fp32),
         "keras-weights": (porttax + ["convert", str(ckpt), "--to", "keras-weights",
                                      "-o", str(work / "llm.weights.h5"), "--no-parity", "--no-latency", "--force",
                                      "--json"],
                           largest + 1024**3),
     }
-    wanted = ["baseline"] + (args.only.split(",") if args.only else ["savedmodel", "keras-weights"])
-    print(f"{'job':<14} {'wall s':>8} {'peak RSS MiB':>13} {'target MiB':>11} {'peak / fp32 ckpt':>17}  verdict")
+    wanted = ["baseline"] + (args.only.split(",") if args.only
+                               else ["savedmodel", "savedmodel-fp32", "keras-weights"])
+    print(f"{'job':<15} {'wall s':>8} {'peak RSS MiB':>13} {'target MiB':>11} {'peak / fp32 ckpt':>17}  verdict")
     for name in wanted:
         cmd, target = jobs[name]
         # streamed as every checkpoint of 1 GiB or more is by default; forced so --layers 2 streams too
@@ -158,10 +164,10 @@ def main() -> None:
         judged = own if name == "keras-weights" and own else peak
         verdict = "exit %d" % rc if rc else ("—" if target is None else ("PASS" if judged * mib <= target else "MISS"))
         target_text = f"{target / mib:,.0f}" if target else "—"
-        print(f"{name:<14} {wall:>8.1f} {peak:>13,.0f} {target_text:>11} {peak * mib / fp32:>16.2f}×  {verdict}",
+        print(f"{name:<15} {wall:>8.1f} {peak:>13,.0f} {target_text:>11} {peak * mib / fp32:>16.2f}×  {verdict}",
               flush=True)
         if name == "keras-weights" and own:
-            print(f"{'':<14} the writing process alone: {own:,.0f} MiB (judged); the layout child, which imports "
+            print(f"{'':<15} the writing process alone: {own:,.0f} MiB (judged); the layout child, which imports "
                   "torch and Keras to convert the skeleton, accounts for the rest", flush=True)
     if not args.keep:
         for p in (work / "llm_sm", work / "llm.weights.h5"):

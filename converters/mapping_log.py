@@ -55,6 +55,11 @@ class MappingLog:
     unsupported: list[dict[str, str]] = field(default_factory=list)
     # the Transform object behind each port, by port target: weights-only conversion replays them
     transforms: dict[str, Any] = field(default_factory=dict, repr=False)
+    # under store-narrow weights (porttax.dtype_policy): layers kept in float32 because a weight the
+    # converter derived is not exact in the checkpoint's dtype, and weights that were rounded anyway
+    # (assigned after their layer was built), which make the conversion start again in float32
+    widened_layers: list[str] = field(default_factory=list)
+    rounded_weights: list[str] = field(default_factory=list)
 
     def layer(self, path: str, type_name: str) -> LayerRecord:
         if path not in self.layers:
@@ -88,6 +93,7 @@ class MappingLog:
             "layout_reshapes": self.reshapes_for_layout,
             "weights_ported": len(self.ports),
             "unsupported": self.unsupported,
+            "widened_layers": self.widened_layers,
             "layers": [r.to_dict() for r in self.layers.values()],
             "ports": [p.__dict__ | {"shape": list(p.shape), "source_shape": list(p.source_shape)} for p in self.ports],
         }

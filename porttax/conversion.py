@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
+from porttax.dtype_policy import checkpoint_weight_dtype, keras_dtype
 from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
@@ -288,17 +288,29 @@ def convert(
 
     if target in ("keras", "savedmodel") and not onnx_source:
         src.float_dtype = dtype or "float32"
+        src.weight_dtype = dtype or checkpoint_weight_dtype(getattr(src, "checkpoint_dtypes", None)) or "float32"
         if src.float_dtype != "float32":
             progress.stage(f"building the Keras model in {dtype} (variables and compute)")
             if profile == "fp32":
                 profile = {"bfloat16": "bf16", "float16": "fp16"}[src.float_dtype]
                 progress.stage(f"parity against the source in {src.float_dtype}, profile {profile}")
+        elif src.weight_dtype != "float32":
+            progress.stage(f"weights stay {src.weight_dtype}, as the checkpoint stores them, and are computed in "
+                           f"float32 (--dtype {src.weight_dtype} computes in it too; --dtype float32 widens them)")
     # an ONNX source (or TorchScript captured through ONNX) already is the ONNX road's midpoint: its only
     # road is the direct mapping from there
     onnx_midpoint = onnx_source or src.capture == "onnx"
-    with keras_dtype(getattr(src, "float_dtype", "float32")):
+    compute_dtype = getattr(src, "float_dtype", "float32")
+    with keras_dtype(compute_dtype, getattr(src, "weight_dtype", None)):
         (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
                                                      profile=profile, progress=progress, prefer=prefer)
+    if getattr(log, "rounded_weights", None):
+        progress.stage(f"{len(log.rounded_weights)} weight(s) the converter derived are not exact in "
+                       f"{src.weight_dtype} ({', '.join(log.rounded_weights[:3])}): converting again with float32 weights")
+        src.weight_dtype = "float32"
+        with keras_dtype(compute_dtype):
+            (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
+                                                         profile=profile, progress=progress, prefer=prefer)
 
     if target == "tflite":
         from porttax.to_tflite import convert_keras_to_tflite
@@ -318,7 +330,8 @@ def convert(
         return result
     tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
-                     source_transposes=log.source_transposes)
+                     source_transposes=log.source_transposes,
+                     weights_dtype=_weights_dtype(model), compute_dtype=compute_dtype)
     report = None
     generation = None
     final: Path | None = None
@@ -339,7 +352,7 @@ def convert(
             else:
                 from porttax.llm_signatures import build_endpoints
 
-                with keras_dtype(src.float_dtype):
+                with keras_dtype(src.float_dtype, src.weight_dtype):
                     endpoints = build_endpoints(src, model, max_cache_len=max_cache_len, progress=progress)
                 write_savedmodel(model, tmp, layer_map, jit=jit, endpoints=endpoints)
             tax.conversion_seconds = time.perf_counter() - t0
@@ -364,21 +377,10 @@ def convert(
                             generation=generation)
 
 
-@contextlib.contextmanager
-def keras_dtype(dtype: str) -> Iterator[None]:
-    """Layers made inside take `dtype` as their Keras dtype policy (variables and compute)."""
-    if dtype == "float32":
-        yield
-        return
-    from porttax._frameworks import import_keras
-
-    keras = import_keras()
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
+def _weights_dtype(model: Any) -> str:
+    """The float dtype(s) of a Keras model's weights, for the report ("bfloat16", "float32", or both)."""
+    dtypes = sorted({str(w.dtype) for w in model.weights if "float" in str(w.dtype)})
+    return "+".join(dtypes) or "float32"
 
 
 def _add_weight_map(path: Path, log: Any, src: Any) -> None:

@@ -215,11 +215,15 @@ def _write(skeleton_file: bytes, plan: list[tuple[str, Any, list[tuple[int, ...]
             if name not in real:
                 raise UnsupportedError(f"the skeleton's weights file has {name}, which no checkpoint tensor fills")
             lazy, perms = real[name]
-            array = lazy.numpy_float().astype(np.float32, copy=False)
+            # a half-precision checkpoint keeps its dtype, bf16 written the way Keras writes it
+            # (2-byte opaque values marked dtype=bfloat16); Keras casts on loading where it must
+            array = lazy.numpy_float(keep=True)
             for perm in perms:
                 array = np.transpose(array, perm)
             array = np.ascontiguousarray(array)
-            out.create_dataset(name, data=array)
+            dataset = out.create_dataset(name, data=array)
+            if lazy.torch_dtype == "bfloat16":
+                dataset.attrs["dtype"] = "bfloat16"
             del array
             done += 1
             progress.step(done, len(real), name)

@@ -84,24 +84,34 @@ class LazyTensor:
                 done += n
         return out
 
-    def numpy_float(self, perm: tuple[int, ...] | None = None) -> np.ndarray:
-        """Floats widened to float32 (what Keras variables hold), integers as they are; `perm` gives
+    def numpy_float(self, perm: tuple[int, ...] | None = None, *, keep: bool = False) -> np.ndarray:
+        """Floats widened to float32 (what Keras variables hold), integers as they are; `keep` leaves
+        bf16/fp16 as stored (bf16 as ml_dtypes.bfloat16), for variables of that dtype. `perm` gives
         the result transposed (contiguous). The file is read in slices of rows straight into the
         result, so memory holds the result and one slice: no copy of the whole tensor as stored
         beside it, and no second one in the source layout (for an embedding-sized kernel that is a
         few hundred MB less at the peak of a streamed conversion)."""
+        if keep and self.dtype == "BF16":
+            import ml_dtypes
+
+            return self._read_as(perm, np.dtype(ml_dtypes.bfloat16), lambda raw: raw.view(ml_dtypes.bfloat16))
+        if keep and self.dtype == "F16":
+            return self._read_as(perm, np.dtype(np.float16), lambda raw: raw)
         wide_dtype = np.float32 if self.dtype in ("BF16", "F16") else np.dtype(_DTYPES[self.dtype][0])
+        return self._read_as(perm, wide_dtype, self._widen)
+
+    def _read_as(self, perm: tuple[int, ...] | None, dtype: np.dtype, convert: Any) -> np.ndarray:
         if not self.shape:
-            return self._widen(self.read())
+            return convert(self.read())
         perm = tuple(perm) if perm is not None else tuple(range(len(self.shape)))
-        out = aligned_empty(tuple(self.shape[a] for a in perm), wide_dtype)
+        out = aligned_empty(tuple(self.shape[a] for a in perm), dtype)
         rows = self.shape[0]
         step = max(1, _SLICE_BYTES // max(1, self.nbytes // max(rows, 1)))
         axis = perm.index(0)  # where the stored first axis lands in the result
         for start in range(0, rows, step):
             stop = min(rows, start + step)
             index = tuple(slice(start, stop) if a == axis else slice(None) for a in range(len(perm)))
-            out[index] = self._widen(np.transpose(self._read_rows(start, stop), perm))
+            out[index] = convert(np.transpose(self._read_rows(start, stop), perm))
         return out
 
     def _widen(self, raw: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ class TorchSource:
     # the float dtype of the conversion (porttax.conversion: a bf16 checkpoint stays bf16); the
     # reference module runs in it too, so parity compares like with like
     float_dtype: str = "float32"
+    # the dtype its Keras variables store: a half-precision checkpoint's own (porttax.dtype_policy)
+    weight_dtype: str = "float32"
 
     @property
     def name(self) -> str:

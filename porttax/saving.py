@@ -138,7 +138,10 @@ def _remove(path: Path) -> None:
 
 def write_keras(model: object, path: Path, layer_map: object | None = None) -> None:
     """`model.save` plus porttax's layer map inside the same zip, so localisation needs no sidecar file."""
-    model.save(path)  # type: ignore[attr-defined]
+    from porttax.dtype_policy import plain_policies
+
+    with plain_policies(model):  # a file any Keras loads: see porttax.dtype_policy
+        model.save(path)  # type: ignore[attr-defined]
     if layer_map is not None:
         from porttax.parity.taps import add_to_keras_file
 

@@ -37,6 +37,8 @@ class PortingTax:
     quantize: str | None = None  # "dynamic" / "int8" for quantised outputs
     load_ms: float | None = None  # the written artefact, from file to ready to run, in its own runtime
     runtime_note: str | None = None  # e.g. how much of the graph a delegate took
+    weights_dtype: str | None = None  # the converted model's float weights, and the dtype it computes in
+    compute_dtype: str | None = None
     manual_work: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -77,6 +79,8 @@ class PortingTax:
             ratio = f" ({self.size_ratio:.2f}× the source's weights)" if self.size_ratio is not None else ""
             quant = f", {self.quantize} quantised" if self.quantize else ""
             out.append(f"output size        {self.output_bytes / 1e6:.2f} MB{ratio}{quant}")
+        if self.weights_dtype is not None:
+            out.append(f"dtype              weights {self.weights_dtype}, computed in {self.compute_dtype}")
         if self.load_ms is not None:
             out.append(f"load               {self.load_ms:.0f} ms into its runtime")
         if self.runtime_note:

@@ -45,7 +45,11 @@ def test_streamed_and_whole_conversions_give_the_same_weights(tmp_path: Path, mo
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_a_bfloat16_checkpoint_widens_exactly_when_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bfloat16_checkpoint_keeps_its_bits_streamed_or_whole(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras variables in the checkpoint's bf16 (porttax.dtype_policy), the same streamed or loaded whole;
+    `dtype="float32"` widens them exactly."""
+    import ml_dtypes
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1)
@@ -58,9 +62,31 @@ def test_a_bfloat16_checkpoint_widens_exactly_when_streamed(tmp_path: Path, monk
         monkeypatch.setenv("PORTTAX_STREAM", mode)
         results[mode] = convert(folder, to="keras", parity=False, measure_latency=False)
     a, b = _keras_weights(results["1"]), _keras_weights(results["0"])
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
     embed = next(v for k, v in a.items() if "embed" in k)
-    assert embed.dtype == np.float32 and np.any(embed != 0)
+    assert embed.dtype == ml_dtypes.bfloat16 and np.any(embed != 0)
+    wide = _keras_weights(convert(folder, to="keras", parity=False, measure_latency=False, dtype="float32"))
+    assert all(wide[k].dtype == np.float32 and np.array_equal(wide[k], a[k].astype(np.float32)) for k in a)
+
+    # on disk, .keras and weights-only alike hold bf16; plain Keras loads the .keras as a float32 model
+    import keras
+
+    convert(folder, to="keras", output=tmp_path / "m.keras", measure_latency=False)
+    convert(folder, output=tmp_path / "m.weights.h5", measure_latency=False)
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    assert {str(w.dtype) for w in model.weights} == {"float32"}
+    assert all(np.array_equal(w.numpy(), wide[w.path]) for w in model.weights)
+    for w in model.weights:
+        w.assign(np.zeros(w.shape, dtype=w.dtype))
+    model.load_weights(tmp_path / "m.weights.h5")
+    assert all(np.array_equal(w.numpy(), wide[w.path]) for w in model.weights)
+    import h5py
+
+    with h5py.File(tmp_path / "m.weights.h5") as f:
+        stored = []
+        f.visititems(lambda _, o: stored.append((o.dtype.itemsize, o.attrs.get("dtype")))
+                     if isinstance(o, h5py.Dataset) else None)
+    assert set(stored) == {(2, "bfloat16")}
 
 
 def test_targets_that_need_every_weight_read_them_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

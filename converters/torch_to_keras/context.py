@@ -19,6 +19,7 @@ import numpy as np
 from porttax._frameworks import import_keras, import_torch
 from porttax.converters.mapping_log import LayerRecord, MappingLog, WeightPort
 from porttax.converters.transforms import Identity, Transform, Transpose
+from porttax.dtype_policy import exactly_representable, is_narrowing, stores_narrower
 from porttax.errors import UnsupportedError
 
 Perm = tuple[int, ...] | None
@@ -207,8 +208,11 @@ class Context:
     ) -> None:
         """Assign a built layer's variable from a source constant, recording the port."""
         transform = transform or Identity()
-        array = self._weight_array(value, transform)
+        array = self._weight_array(value, transform, layer.dtype_policy.variable_dtype)
         var = self._port(layer, var_name, value, transform, array.shape)
+        if (stores_narrower(layer.dtype_policy) and is_narrowing(array.dtype, var.dtype)
+                and not exactly_representable(array, str(var.dtype))):
+            self.log.rounded_weights.append(f"{layer.name}/{var_name}")
         var.assign(array.astype(var.dtype))
 
     def _port(self, layer: Any, var_name: str, value: Any, transform: Transform, shape: tuple) -> Any:
@@ -246,12 +250,20 @@ class Context:
             return shared(x)
         given: dict[str, tuple[Any, Any, tuple[int, ...]]] = {}
         if not layer.built:
+            arrays = {name: self._weight_array(value, transform or Identity(), layer.dtype_policy.variable_dtype)
+                      for name, (value, transform) in weights.items() if hasattr(layer, f"{name}_initializer")}
+            if stores_narrower(layer.dtype_policy) and any(
+                    is_narrowing(a.dtype, layer.dtype_policy.variable_dtype)
+                    and not exactly_representable(a, layer.dtype_policy.variable_dtype) for a in arrays.values()):
+                # a weight the converter derived (not a checkpoint tensor moved as is) would round
+                layer.dtype_policy = layer.dtype_policy.compute_dtype
+                self.log.widened_layers.append(layer.name)
             for name, (value, transform) in weights.items():
                 attr = f"{name}_initializer"
-                if not hasattr(layer, attr):
+                if name not in arrays:
                     continue
                 original = getattr(layer, attr)
-                array = self._weight_array(value, transform or Identity())
+                array = arrays.pop(name)
                 try:
                     setattr(layer, attr, _Given(array))
                 except AttributeError:  # a read-only proxy (an RNN layer's cell owns it): assign after
@@ -271,14 +283,16 @@ class Context:
                 self.set_weight(layer, name, value, transform)
         return out
 
-    def _weight_array(self, value: Any, transform: Transform) -> Any:
+    def _weight_array(self, value: Any, transform: Transform, variable_dtype: str = "float32") -> Any:
+        """The source weight in the layout (and, streamed, the dtype) its Keras variable holds."""
         raw = value.const if isinstance(value, Val) else value
-        if isinstance(transform, Transpose) and isinstance(raw, import_torch().Tensor):
+        if isinstance(transform, (Transpose, Identity)) and isinstance(raw, import_torch().Tensor):
             from porttax.lazy_weights import lazy_of
 
             lazy = lazy_of(raw)
-            if lazy is not None:  # a streamed weight: read, widen and transpose in one pass
-                return lazy.numpy_float(transform.perm)
+            if lazy is not None:  # a streamed weight: read and transpose in one pass, widened if need be
+                perm = transform.perm if isinstance(transform, Transpose) else None
+                return lazy.numpy_float(perm, keep=str(variable_dtype) == lazy.torch_dtype)
         # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
         return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
 
