@@ -56,6 +56,10 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
     if not path.exists():
         raise InputError("no such model file or directory", path=str(path))
     if path.is_dir():
+        from porttax.hf_folder import is_hf_folder
+
+        if is_hf_folder(path):  # config.json + safetensors: the checkpoint, built in porttax's architecture
+            return _torch_runner(path, opts)
         if (path / "model.json").is_file() and not (path / "saved_model.pb").is_file():
             if opts.device == "cuda":
                 raise InputError("porttax runs TF.js graph models in Node.js on TF.js's CPU backend", path=str(path))
@@ -63,8 +67,9 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
 
             return TfjsRunner(path)
         if not (path / "saved_model.pb").is_file():
-            raise InputError("a directory must be a SavedModel or a TF.js graph model (no saved_model.pb or "
-                             "model.json here)", path=str(path))
+            raise InputError("a directory must be a SavedModel, a TF.js graph model or a Hugging Face "
+                             "checkpoint folder (no saved_model.pb, model.json or config.json with "
+                             "safetensors here)", path=str(path))
         if opts.device == "cuda":
             raise InputError("porttax runs SavedModels with this process's TensorFlow, which is CPU-only here",
                              path=str(path), hint="check the .keras file on CUDA instead (--backend torch or jax)")

@@ -6,6 +6,7 @@ name, outputs to an `.npz` as output_0, output_1, ..., and one JSON line on stdo
 where and with which precision modes (TF32 and friends change results, so a report must state them).
 
     python -m porttax.parity.worker --model m.keras --inputs in.npz --outputs out.npz --backend jax
+    python -m porttax.parity.worker --model m.keras --backend jax --serve   # one request per stdin line
 """
 
 from __future__ import annotations
@@ -81,16 +82,22 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m porttax.parity.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help=".keras file, or SavedModel dir with --backend tensorflow")
-    parser.add_argument("--inputs", required=True, help=".npz keyed by input name")
-    parser.add_argument("--outputs", required=True, help=".npz to write (output_0, output_1, ...)")
+    parser.add_argument("--inputs", help=".npz keyed by input name")
+    parser.add_argument("--outputs", help=".npz to write (output_0, output_1, ...)")
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="require this device (default: whatever the backend picks)")
     parser.add_argument("--capture", metavar="NPZ", help="also write every tapped layer output here")
+    parser.add_argument("--serve", action="store_true",
+                        help="load the model once, then run one request per stdin line (see WorkerRunner)")
     args = parser.parse_args(argv)
 
     # Must precede the first keras import anywhere in this process.
     os.environ["KERAS_BACKEND"] = args.backend
+    if args.serve:
+        return _serve(Path(args.model), args.backend, args.device)
+    if not (args.inputs and args.outputs):
+        parser.error("--inputs and --outputs are required (or --serve)")
     try:
         info, outputs, taps = _run_model(Path(args.model), Path(args.inputs), args.backend, args.device,
                                          capture=bool(args.capture))
@@ -107,18 +114,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_model(
     model_path: Path, inputs_path: Path, backend: str, device: str | None = None, capture: bool = False
 ) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray] | None]:
+    runner = _load_runner(model_path, backend, device)
+    return _run_case(runner, inputs_path, backend, capture)
+
+
+def _load_runner(model_path: Path, backend: str, device: str | None) -> Runner:
     if not model_path.exists():  # before the framework imports: a typo should fail in a second, not ten
         raise InputError("no such model file or directory", path=str(model_path))
-    cases = load_npz_cases(inputs_path)
-    if len(cases) != 1:
-        raise InputError(f"the worker runs one case, got {len(cases)}", path=str(inputs_path))
     from porttax._frameworks import import_keras
     from porttax.parity.runners import KerasRunner, SavedModelRunner
 
     keras = import_keras()
     if keras.config.backend() != backend:
         raise InputError(f"keras was already imported with backend {keras.config.backend()!r}, not {backend!r}")
-    # Frameworks may print (progress bars, export notes); keep stdout for our one JSON line.
+    # Frameworks may print (progress bars, export notes); keep stdout for our JSON lines.
     with contextlib.redirect_stdout(sys.stderr):
         runner: Runner
         if model_path.is_dir():
@@ -127,22 +136,58 @@ def _run_model(
             runner = SavedModelRunner(model_path)
         else:
             runner = KerasRunner(model_path)
-        where = device_name(backend)
-        if device == "cuda" and where == "cpu":
+        if device == "cuda" and device_name(backend) == "cpu":
             raise InputError(f"--device cuda, but Keras on {backend} sees no GPU",
                              hint="run on a machine with an NVIDIA GPU, or use --device cpu")
+    return runner
+
+
+def _run_case(runner: Runner, inputs_path: Path, backend: str,
+              capture: bool) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray] | None]:
+    cases = load_npz_cases(inputs_path)
+    if len(cases) != 1:
+        raise InputError(f"the worker runs one case, got {len(cases)}", path=str(inputs_path))
+    from porttax._frameworks import import_keras
+
+    with contextlib.redirect_stdout(sys.stderr):
         outputs = runner.run(cases[0])
         taps = runner.capture(cases[0]) if capture else None
         info = {
             _INFO_KEY: 1,
             "backend": backend,
-            "keras_version": keras.__version__,
-            "device": where,
+            "keras_version": import_keras().__version__,
+            "device": device_name(backend),
             "precision": precision_modes(backend),
             "output_names": runner.output_names,
             "captured": taps is not None,
         }
     return info, outputs, taps
+
+
+def _serve(model_path: Path, backend: str, device: str | None) -> int:
+    """Load once, then answer requests: each stdin line is JSON {"inputs", "outputs", "capture"} (paths);
+    each answer is one JSON line on stdout, the info line or {"error": ...}. EOF ends the worker.
+    A generation check calls the model once per step: one process for all of them, not one each."""
+    try:
+        runner = _load_runner(model_path, backend, device)
+    except PorttaxError as exc:
+        print(json.dumps({_INFO_KEY: 1, "error": str(exc)}), flush=True)
+        return 2
+    print(json.dumps({_INFO_KEY: 1, "ready": True}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        request = json.loads(line)
+        try:
+            info, outputs, taps = _run_case(runner, Path(request["inputs"]), backend, bool(request.get("capture")))
+        except PorttaxError as exc:
+            print(json.dumps({_INFO_KEY: 1, "error": str(exc)}), flush=True)
+            continue
+        _write_npz(Path(request["outputs"]), {f"output_{i}": o for i, o in enumerate(outputs)})
+        if request.get("capture") and taps is not None:
+            _write_npz(Path(request["capture"]), {k.replace("/", "|"): v for k, v in taps.items()})
+        print(json.dumps(info), flush=True)
+    return 0
 
 
 def worker_env(backend: str, device: str | None) -> dict[str, str]:
@@ -215,9 +260,10 @@ def _tail(stderr: str | bytes | None, lines: int = 25) -> str:
 
 
 class WorkerRunner(Runner):
-    """A saved Keras model run on another backend through `run_in_worker`: a Runner for check_parity.
+    """A saved Keras model run on another backend, in a worker process: a Runner for check_parity.
 
-    Each `run()` starts a fresh process, so this suits a few parity cases, not benchmarking.
+    The worker loads the model once and serves every later call (`_ServedWorker`), so a generation
+    check of N steps costs one framework start, not N. `close()` ends it (so does garbage collection).
     """
 
     framework: Framework = "keras"
@@ -232,20 +278,135 @@ class WorkerRunner(Runner):
         self.input_names = list(input_names)
         self.specs = list(specs) if specs is not None else None
         self.info: dict[str, Any] = {}
+        self._worker: _ServedWorker | None = None
+
+    def _served(self) -> "_ServedWorker":
+        if self._worker is None or not self._worker.alive:
+            self._worker = _ServedWorker(self.model_path, self.backend, self.device, self.timeout)
+        return self._worker
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        outputs, self.info = run_in_worker(self.model_path, inputs, self.backend, self.timeout, device=self.device)
+        outputs, self.info = self._served().request(inputs)
         self.output_names = self.info.get("output_names")
         return outputs
 
     def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-        _, info = run_in_worker(self.model_path, dict(inputs), self.backend, self.timeout, device=self.device,
-                                capture=True)
+        _, info = self._served().request(dict(inputs), capture=True)
         return info.get("taps")
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     @property
     def device_label(self) -> str:
         return str(self.info.get("device", "cpu"))
+
+
+class _ServedWorker:
+    """One `python -m porttax.parity.worker --serve` process: requests by stdin line, files in a temp dir."""
+
+    def __init__(self, model_path: Path, backend: str, device: str | None, timeout: float) -> None:
+        self.model_path, self.backend, self.timeout = model_path, backend, timeout
+        self._dir = tempfile.TemporaryDirectory(prefix="porttax-worker-")
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty framework cannot block it
+        self._pending = b""
+        cmd = [sys.executable, "-m", "porttax.parity.worker", "--serve", "--model", str(model_path),
+               "--backend", backend]
+        if device:
+            cmd += ["--device", device]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     env=worker_env(backend, device))
+        first = self._answer()
+        if "error" in first:
+            self.close()
+            raise InputError(first["error"], path=str(model_path))
+        self._count = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, inputs: Mapping[str, np.ndarray], capture: bool = False) -> tuple[list[np.ndarray], dict]:
+        self._count += 1
+        base = Path(self._dir.name) / f"r{self._count}"
+        in_path, out_path, taps_path = (base.with_suffix(s) for s in (".in.npz", ".out.npz", ".taps.npz"))
+        _write_npz(in_path, inputs)
+        line = json.dumps({"inputs": str(in_path), "outputs": str(out_path),
+                           "capture": str(taps_path) if capture else None}) + "\n"
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(line.encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerError(f"{self._what()} exited with {self.proc.poll()}{self._tail()}") from None
+        info = self._answer()
+        if "error" in info:
+            raise InputError(info["error"], path=str(self.model_path))
+        try:
+            with np.load(out_path, allow_pickle=False) as data:
+                outputs = [data[f"output_{i}"] for i in range(len(data.files))]
+            if capture and taps_path.is_file():
+                with np.load(taps_path, allow_pickle=False) as data:
+                    info["taps"] = {k.replace("|", "/"): data[k] for k in data.files}
+        finally:
+            for p in (in_path, out_path, taps_path):
+                p.unlink(missing_ok=True)
+        info.pop(_INFO_KEY, None)
+        return outputs, info
+
+    def _answer(self) -> dict[str, Any]:
+        """The worker's next JSON line of ours (other stdout lines are a framework's), within the timeout."""
+        import selectors
+        import time
+
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self._pending:
+                    raw, self._pending = self._pending.split(b"\n", 1)
+                    info = _info_line(raw.decode(errors="replace"))
+                    if info is not None:
+                        return info
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.close()
+                    raise WorkerError(f"{self._what()} timed out after {self.timeout:g} s{self._tail()}")
+                if sel.select(timeout=left):
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        code = self.proc.wait()
+                        raise WorkerError(f"{self._what()} exited with {code}{self._tail()}")
+                    self._pending += chunk
+
+    def _what(self) -> str:
+        return f"{self.backend} worker on {self.model_path}"
+
+    def _tail(self) -> str:
+        self._stderr.seek(0)
+        return _tail(self._stderr.read()[-20000:])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(Exception):
+            self.proc.stdout.close()  # type: ignore[union-attr]
+        self._stderr.close()
+        self._dir.cleanup()
 
 
 if __name__ == "__main__":

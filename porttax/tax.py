@@ -79,7 +79,7 @@ class PortingTax:
             ratio = f" ({self.size_ratio:.2f}× the source's weights)" if self.size_ratio is not None else ""
             quant = f", {self.quantize} quantised" if self.quantize else ""
             out.append(f"output size        {self.output_bytes / 1e6:.2f} MB{ratio}{quant}")
-        if self.weights_dtype is not None:
+        if self.weights_dtype not in (None, "float32") or self.compute_dtype not in (None, "float32"):
             out.append(f"dtype              weights {self.weights_dtype}, computed in {self.compute_dtype}")
         if self.load_ms is not None:
             out.append(f"load               {self.load_ms:.0f} ms into its runtime")

@@ -264,3 +264,28 @@ def test_bf16_checkpoint_to_a_bf16_savedmodel_streamed(tmp_path: Path, monkeypat
     assert np.array_equal(kernel.view(np.uint16).T, stored["model.layers.0.self_attn.q_proj.weight"].view(torch.uint16).numpy())
     weights = sum(t.numel() * 2 for t in stored.values())
     assert sum(f.stat().st_size for f in (out / "variables").glob("variables.data*")) <= 1.05 * weights
+
+
+def test_parity_reads_a_hugging_face_folder_and_generates_on_another_keras_backend(tmp_path: Path) -> None:
+    """`porttax parity HF_DIR model.keras --backend torch --generate N` (on a GPU session, `--device cuda`
+    too): the folder is the source, the .keras runs on Keras' torch backend in one worker process that
+    serves every decoding step, and greedy tokens agree."""
+    from porttax.parity.worker import WorkerRunner
+
+    folder, _ = _hf_family_folder(tmp_path, "qwen2")
+    out, report_file = tmp_path / "q.keras", tmp_path / "r.json"
+    assert cli.main(["convert", str(folder), "--input-shape", "1,24", "-o", str(out), "-q", "--no-latency"]) == 0
+    assert cli.main(["parity", str(folder), str(out), "--input-shape", "1,24", "--backend", "torch",
+                     "--generate", "12", "--seeds", "1", "-q", "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert report["converted"] == "keras:q.keras@torch/cpu"
+    assert report["environment"]["runtimes"]["converted"]["backend"] == "torch"
+    assert report["generation"]["steps"] == 12 and report["generation"]["first_divergent_step"] is None
+    assert report["worst_rel_l2"] <= 1e-5
+
+    runner = WorkerRunner(out, ["input_ids"], "torch")
+    ids = {"input_ids": np.zeros((1, 24), dtype=np.int64)}
+    first = runner.run(ids)
+    pid = runner._worker.proc.pid
+    assert np.array_equal(runner.run(ids)[0], first[0]) and runner._worker.proc.pid == pid  # one process
+    runner.close()
