@@ -98,9 +98,19 @@ def is_narrowing(array_dtype: Any, variable_dtype: Any) -> bool:
     return str(variable_dtype) in HALF_DTYPES and str(array_dtype) not in HALF_DTYPES
 
 
-def exactly_representable(array: Any, dtype: str) -> bool:
-    """Whether every value of a float array survives a round trip through `dtype` unchanged."""
+def exactly_representable(array: Any, dtype: str, chunk: int = 1 << 22) -> bool:
+    """Whether every value of a float array survives a round trip through `dtype` unchanged.
+
+    Checked in chunks, so the check of a 500 MB embedding holds a few MB beside it, not two copies;
+    a float32 value is a bfloat16 one exactly when its low 16 bits are zero."""
     import numpy as np
 
-    narrow = np.asarray(array).astype(dtype)
-    return bool(np.array_equal(narrow.astype(array.dtype), array, equal_nan=True))
+    flat = np.ascontiguousarray(array).reshape(-1)
+    for start in range(0, flat.size, chunk):
+        part = flat[start:start + chunk]
+        if dtype == "bfloat16" and part.dtype == np.float32:
+            if np.any(part.view(np.uint32) & np.uint32(0xFFFF)):
+                return False
+        elif not np.array_equal(part.astype(dtype).astype(part.dtype), part, equal_nan=True):
+            return False
+    return True

@@ -19,7 +19,7 @@ import numpy as np
 from porttax._frameworks import import_keras, import_torch
 from porttax.converters.mapping_log import LayerRecord, MappingLog, WeightPort
 from porttax.converters.transforms import Identity, Transform, Transpose
-from porttax.dtype_policy import exactly_representable, is_narrowing, stores_narrower
+from porttax.dtype_policy import HALF_DTYPES, exactly_representable, is_narrowing, stores_narrower
 from porttax.errors import UnsupportedError
 
 Perm = tuple[int, ...] | None
@@ -290,11 +290,26 @@ class Context:
             from porttax.lazy_weights import lazy_of
 
             lazy = lazy_of(raw)
+            perm = transform.perm if isinstance(transform, Transpose) else None
             if lazy is not None:  # a streamed weight: read and transpose in one pass, widened if need be
-                perm = transform.perm if isinstance(transform, Transpose) else None
                 return lazy.numpy_float(perm, keep=str(variable_dtype) == lazy.torch_dtype)
+            held = str(raw.dtype).removeprefix("torch.")
+            if held in HALF_DTYPES and held == str(variable_dtype):
+                return _half_numpy(raw, perm)  # kept as the checkpoint stores it: no widening, no check
         # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
         return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
+
+
+def _half_numpy(tensor: Any, perm: tuple[int, ...] | None) -> np.ndarray:
+    """A bf16/fp16 torch tensor as a contiguous NumPy array of the same dtype (bf16 as ml_dtypes')."""
+    torch = import_torch()
+    t = tensor.detach().cpu()
+    t = (t.permute(*perm) if perm is not None else t).contiguous()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
 
 
 def _config_key(layer: Any) -> Any:
@@ -335,16 +350,21 @@ def _adopted(array: np.ndarray) -> Any:
     through DLPack as is, and a variable made from that tensor keeps the same buffer: one copy of the
     weight from file to variable."""
     keras = import_keras()
-    if keras.backend.backend() != "tensorflow" or array.dtype.kind not in "fiu" or not array.size:
+    bf16 = array.dtype.name == "bfloat16"  # ml_dtypes': DLPack has no such NumPy type, so it goes as its bits
+    if keras.backend.backend() != "tensorflow" or not (array.dtype.kind in "fiu" or bf16) or not array.size:
         return keras.ops.convert_to_tensor(array)
     from porttax._frameworks import import_tf
     from porttax.lazy_weights import ALIGNMENT, aligned_empty
 
+    tf = import_tf()
+    if bf16:
+        array = array.view(np.uint16)
     if array.ctypes.data % ALIGNMENT or not array.flags.c_contiguous:
         aligned = aligned_empty(array.shape, array.dtype)
         aligned[...] = array
         array = aligned
-    return import_tf().experimental.dlpack.from_dlpack(array.__dlpack__())
+    tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.bitcast(tensor, tf.bfloat16) if bf16 else tensor
 
 
 @dataclass
