@@ -75,3 +75,29 @@ def test_bf16_checkpoint_gives_a_bf16_savedmodel_that_computes_in_float32(tmp_pa
     stored = load_file(bf16 / "model.safetensors")
     kernel = variables["model-layers-0-mlp-down_proj/kernel"].numpy().view(np.uint16)
     assert np.array_equal(kernel.T, stored["model.layers.0.mlp.down_proj.weight"].view(torch.uint16).numpy())
+
+
+def test_a_bf16_keras_file_loads_as_float32_on_the_jax_backend(tmp_path: Path) -> None:
+    """The .keras of a bf16 checkpoint holds bf16 weights yet declares plain float32 layers: Keras on JAX
+    (a worker process, no porttax policy in it) loads it and holds fp32 parity with the checkpoint."""
+    import zipfile
+
+    from porttax import cli, models
+
+    model = models.build_model("llama-tiny")
+    folder = tmp_path / "bf16"
+    folder.mkdir()
+    from safetensors.torch import save_file
+
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
+              folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", **model.config.to_dict()}))
+    out, report_file = tmp_path / "m.keras", tmp_path / "r.json"
+    assert cli.main(["convert", str(folder), "--input-shape", "1,16", "-o", str(out), "-q", "--no-latency"]) == 0
+    with zipfile.ZipFile(out) as z:
+        config = z.read("config.json").decode()
+    assert "StoredWeightsPolicy" not in config and "bfloat16" not in config
+    assert cli.main(["parity", str(folder), str(out), "--input-shape", "1,16", "--backend", "jax", "--seeds", "1",
+                     "-q", "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert report["environment"]["runtimes"]["converted"]["backend"] == "jax" and report["worst_rel_l2"] <= 1e-5
