@@ -40,10 +40,11 @@ def _parser() -> argparse.ArgumentParser:
                    "with --to safetensors: the source checkpoint's own layout (Hugging Face: config.json + "
                    "safetensors shards) from a .keras porttax converted from a checkpoint")
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="float dtype of the output. --to keras/savedmodel: build the Keras model in bfloat16 or "
-                   "float16 (variables and compute; half the size), checked against the source in that dtype under "
-                   "the bf16/fp16 profile (default float32: checkpoints widen). Checkpoint folder from a .keras: "
-                   "write floats in this dtype (default: as the source checkpoint stored them)")
+                   help="float dtype of the output. --to keras/savedmodel: bfloat16 or float16 builds the Keras "
+                   "model in that dtype (variables and compute; half the size), checked against the source in "
+                   "that dtype under the bf16/fp16 profile; float32 widens a half-precision checkpoint's weights "
+                   "(default: weights as the checkpoint stores them, computed in float32). Checkpoint folder from a "
+                   ".keras: write floats in this dtype (default: as the source checkpoint stored them)")
     c.add_argument("--max-shard-size", metavar="SIZE",
                    help="checkpoint folder output: largest safetensors shard, e.g. 5GB (the default) or 500MB")
     c.add_argument("--max-cache-len", type=int, metavar="N",
