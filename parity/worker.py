@@ -1,12 +1,13 @@
-"""Run a saved Keras model on another Keras backend, in a fresh process.
+"""Run a saved Keras model on another Keras backend, in a process of its own.
 
 Keras fixes its backend when it is first imported, so comparing the TensorFlow, JAX and torch backends
-(or devices) needs one process each. The worker speaks files: inputs from an `.npz` keyed by input
-name, outputs to an `.npz` as output_0, output_1, ..., and one JSON line on stdout saying what ran
-where and with which precision modes (TF32 and friends change results, so a report must state them).
+(or devices) needs one process each. The worker loads the model once and then answers requests, one
+JSON line on stdin each: inputs from an `.npz` keyed by input name, outputs to an `.npz` as output_0,
+output_1, ..., and one JSON line on stdout saying what ran where and with which precision modes (TF32
+and friends change results, so a report must state them). EOF ends it.
 
-    python -m porttax.parity.worker --model m.keras --inputs in.npz --outputs out.npz --backend jax
-    python -m porttax.parity.worker --model m.keras --backend jax --serve   # one request per stdin line
+    python -m porttax.parity.worker --model m.keras --backend jax
+    {"inputs": "in.npz", "outputs": "out.npz", "capture": null}
 """
 
 from __future__ import annotations
@@ -82,40 +83,14 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m porttax.parity.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help=".keras file, or SavedModel dir with --backend tensorflow")
-    parser.add_argument("--inputs", help=".npz keyed by input name")
-    parser.add_argument("--outputs", help=".npz to write (output_0, output_1, ...)")
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="require this device (default: whatever the backend picks)")
-    parser.add_argument("--capture", metavar="NPZ", help="also write every tapped layer output here")
-    parser.add_argument("--serve", action="store_true",
-                        help="load the model once, then run one request per stdin line (see WorkerRunner)")
     args = parser.parse_args(argv)
 
     # Must precede the first keras import anywhere in this process.
     os.environ["KERAS_BACKEND"] = args.backend
-    if args.serve:
-        return _serve(Path(args.model), args.backend, args.device)
-    if not (args.inputs and args.outputs):
-        parser.error("--inputs and --outputs are required (or --serve)")
-    try:
-        info, outputs, taps = _run_model(Path(args.model), Path(args.inputs), args.backend, args.device,
-                                         capture=bool(args.capture))
-    except PorttaxError as exc:  # bad model or inputs: say so plainly, no framework traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    _write_npz(Path(args.outputs), {f"output_{i}": o for i, o in enumerate(outputs)})
-    if args.capture and taps is not None:
-        _write_npz(Path(args.capture), {k.replace("/", "|"): v for k, v in taps.items()})
-    print(json.dumps(info), flush=True)
-    return 0
-
-
-def _run_model(
-    model_path: Path, inputs_path: Path, backend: str, device: str | None = None, capture: bool = False
-) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray] | None]:
-    runner = _load_runner(model_path, backend, device)
-    return _run_case(runner, inputs_path, backend, capture)
+    return _serve(Path(args.model), args.backend, args.device)
 
 
 def _load_runner(model_path: Path, backend: str, device: str | None) -> Runner:
@@ -166,12 +141,12 @@ def _run_case(runner: Runner, inputs_path: Path, backend: str,
 
 def _serve(model_path: Path, backend: str, device: str | None) -> int:
     """Load once, then answer requests: each stdin line is JSON {"inputs", "outputs", "capture"} (paths);
-    each answer is one JSON line on stdout, the info line or {"error": ...}. EOF ends the worker.
-    A generation check calls the model once per step: one process for all of them, not one each."""
+    each answer is one JSON line on stdout, the info line or {"error": ...} for bad inputs. EOF ends the
+    worker. A generation check calls the model once per step: one process for all of them, not one each."""
     try:
         runner = _load_runner(model_path, backend, device)
-    except PorttaxError as exc:
-        print(json.dumps({_INFO_KEY: 1, "error": str(exc)}), flush=True)
+    except PorttaxError as exc:  # bad model: say so plainly (the caller shows stderr's tail), no traceback
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({_INFO_KEY: 1, "ready": True}), flush=True)
     for line in sys.stdin:
@@ -204,40 +179,17 @@ def run_in_worker(
     model_path: str | Path, inputs: Mapping[str, np.ndarray], backend: str, timeout: float = 600,
     *, device: str | None = None, capture: bool = False,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Run the model in a fresh worker process on `backend`; return its outputs and its info line.
+    """Run the model once in a fresh worker process on `backend`; return its outputs and its info line.
 
     With `capture`, the info gains "taps": every tapped layer output (see porttax.parity.taps).
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown Keras backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    env = worker_env(backend, device)
-    with tempfile.TemporaryDirectory(prefix="porttax-worker-") as tmp:
-        in_path, out_path = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        taps_path = Path(tmp) / "taps.npz"
-        _write_npz(in_path, inputs)
-        cmd = [sys.executable, "-m", "porttax.parity.worker", "--model", str(model_path),
-               "--inputs", str(in_path), "--outputs", str(out_path), "--backend", backend]
-        if device:
-            cmd += ["--device", device]
-        if capture:
-            cmd += ["--capture", str(taps_path)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise WorkerError(f"{backend} worker on {model_path} timed out after {timeout:g} s"
-                              f"{_tail(exc.stderr)}") from None
-        if proc.returncode != 0:
-            raise WorkerError(f"{backend} worker on {model_path} exited with {proc.returncode}{_tail(proc.stderr)}")
-        info = _info_line(proc.stdout)
-        if info is None or not out_path.is_file():
-            raise WorkerError(f"{backend} worker on {model_path} wrote no result{_tail(proc.stderr)}")
-        with np.load(out_path, allow_pickle=False) as data:
-            outputs = [data[f"output_{i}"] for i in range(len(data.files))]
-        if capture and taps_path.is_file():
-            with np.load(taps_path, allow_pickle=False) as data:
-                info["taps"] = {k.replace("|", "/"): data[k] for k in data.files}
-    info.pop(_INFO_KEY, None)
-    return outputs, info
+    worker = _ServedWorker(Path(model_path), backend, device, timeout)
+    try:
+        return worker.request(inputs, capture=capture)
+    finally:
+        worker.close()
 
 
 def _info_line(stdout: str) -> dict[str, Any] | None:
@@ -309,23 +261,23 @@ class WorkerRunner(Runner):
 
 
 class _ServedWorker:
-    """One `python -m porttax.parity.worker --serve` process: requests by stdin line, files in a temp dir."""
+    """One `python -m porttax.parity.worker` process: requests by stdin line, files in a temp dir."""
 
     def __init__(self, model_path: Path, backend: str, device: str | None, timeout: float) -> None:
         self.model_path, self.backend, self.timeout = model_path, backend, timeout
         self._dir = tempfile.TemporaryDirectory(prefix="porttax-worker-")
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty framework cannot block it
         self._pending = b""
-        cmd = [sys.executable, "-m", "porttax.parity.worker", "--serve", "--model", str(model_path),
-               "--backend", backend]
+        cmd = [sys.executable, "-m", "porttax.parity.worker", "--model", str(model_path), "--backend", backend]
         if device:
             cmd += ["--device", device]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                      env=worker_env(backend, device))
-        first = self._answer()
-        if "error" in first:
+        try:
+            self._answer()  # "ready"; a model that does not load ends the process (WorkerError, stderr's tail)
+        except WorkerError:
             self.close()
-            raise InputError(first["error"], path=str(model_path))
+            raise
         self._count = 0
 
     @property

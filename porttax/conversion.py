@@ -301,16 +301,18 @@ def convert(
     # road is the direct mapping from there
     onnx_midpoint = onnx_source or src.capture == "onnx"
     compute_dtype = getattr(src, "float_dtype", "float32")
-    with keras_dtype(compute_dtype, getattr(src, "weight_dtype", None)):
-        (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
-                                                     profile=profile, progress=progress, prefer=prefer)
+
+    def build() -> Any:
+        with keras_dtype(compute_dtype, getattr(src, "weight_dtype", None)):
+            return build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds, profile=profile,
+                               progress=progress, prefer=prefer)
+
+    (model, log, layer_map), roads = build()
     if getattr(log, "rounded_weights", None):
         progress.stage(f"{len(log.rounded_weights)} weight(s) the converter derived are not exact in "
                        f"{src.weight_dtype} ({', '.join(log.rounded_weights[:3])}): converting again with float32 weights")
         src.weight_dtype = "float32"
-        with keras_dtype(compute_dtype):
-            (model, log, layer_map), roads = build_keras(src, "direct" if onnx_midpoint else route, seeds=seeds,
-                                                         profile=profile, progress=progress, prefer=prefer)
+        (model, log, layer_map), roads = build()
 
     if target == "tflite":
         from porttax.to_tflite import convert_keras_to_tflite

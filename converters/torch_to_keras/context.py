@@ -210,8 +210,7 @@ class Context:
         transform = transform or Identity()
         array = self._weight_array(value, transform, layer.dtype_policy.variable_dtype)
         var = self._port(layer, var_name, value, transform, array.shape)
-        if (stores_narrower(layer.dtype_policy) and is_narrowing(array.dtype, var.dtype)
-                and not exactly_representable(array, str(var.dtype))):
+        if _would_round(layer, array):
             self.log.rounded_weights.append(f"{layer.name}/{var_name}")
         var.assign(array.astype(var.dtype))
 
@@ -252,9 +251,7 @@ class Context:
         if not layer.built:
             arrays = {name: self._weight_array(value, transform or Identity(), layer.dtype_policy.variable_dtype)
                       for name, (value, transform) in weights.items() if hasattr(layer, f"{name}_initializer")}
-            if stores_narrower(layer.dtype_policy) and any(
-                    is_narrowing(a.dtype, layer.dtype_policy.variable_dtype)
-                    and not exactly_representable(a, layer.dtype_policy.variable_dtype) for a in arrays.values()):
+            if any(_would_round(layer, a) for a in arrays.values()):
                 # a weight the converter derived (not a checkpoint tensor moved as is) would round
                 layer.dtype_policy = layer.dtype_policy.compute_dtype
                 self.log.widened_layers.append(layer.name)
@@ -298,6 +295,14 @@ class Context:
                 return _half_numpy(raw, perm)  # kept as the checkpoint stores it: no widening, no check
         # contiguous here, so TensorFlow takes the buffer as is instead of copying a transposed view
         return np.ascontiguousarray(transform.apply(np.asarray(const_to_numpy(raw), dtype=np.float32)))
+
+
+def _would_round(layer: Any, array: np.ndarray) -> bool:
+    """Whether storing `array` in `layer`'s variables would round it, under porttax's store-narrow policy
+    (porttax.dtype_policy); a policy that computes narrow too rounds by request."""
+    policy = layer.dtype_policy
+    return (stores_narrower(policy) and is_narrowing(array.dtype, policy.variable_dtype)
+            and not exactly_representable(array, policy.variable_dtype))
 
 
 def _half_numpy(tensor: Any, perm: tuple[int, ...] | None) -> np.ndarray:
