@@ -90,6 +90,22 @@ def test_converter_matches_torch(sample: Sample) -> None:
         _assert_close(g, w, sample.tol, f"{sample.name} output {i}")
 
 
+@pytest.mark.parametrize("name, per_head", [("sdpa_gqa", True), ("sdpa_gqa_bool_mask", True),
+                                             ("sdpa_many_heads_batched_einsum", False)])
+def test_small_attention_is_computed_per_head_and_large_attention_batched(name: str, per_head: bool) -> None:
+    """Per (batch, key/value head) 2-D MatMuls below the size where TF's threaded batched kernels pay."""
+    sample = next(s for s in SAMPLES if s.name == name)
+    model, inputs = sample.make()
+    _, result = _convert(model, inputs)
+    kinds = [type(op).__name__ for op in result.model.operations]
+    q, k = inputs[0], inputs[1]
+    heads = q.shape[0] * k.shape[1]  # batch x key/value heads
+    if per_head:
+        assert "Einsum" not in kinds and kinds.count("Matmul") == 2 * heads, kinds
+    else:
+        assert kinds.count("Einsum") == 2 and "Unstack" not in kinds, kinds
+
+
 def test_every_registered_op_has_a_sample() -> None:
     covered = {op for s in SAMPLES for op in s.ops}
     uncovered = sorted(REGISTERED - covered)

@@ -187,6 +187,19 @@ def test_functional_model_written_with_keras_ops() -> None:
     check_keras_to_torch(model)
 
 
+def test_unstack_split_and_stack_keep_their_order() -> None:
+    """The ops porttax writes small attention with (one 2-D product per head), in uneven cuts too."""
+    keras.utils.set_random_seed(5)
+    ops = keras.ops
+    x = keras.Input((3, 6, 4), name="x")
+    heads = ops.unstack(x, axis=1)  # three (batch, 6, 4)
+    a, b, c = ops.split(heads[0], [1, 4], axis=1)  # cut points: widths 1, 3, 2
+    parts = ops.split(heads[2], 2, axis=-1)  # two equal halves
+    mixed = ops.concatenate([c, a, b], axis=1) * 2.0 + heads[1]
+    out = ops.stack([mixed, ops.concatenate(parts[::-1], axis=-1)], axis=2)
+    check_keras_to_torch(keras.Model(x, out))
+
+
 def test_unsupported_layers_are_all_named() -> None:
     x = keras.Input((4,), name="x")
     h = layers.Lambda(lambda t: t * 2, name="double")(x)

@@ -64,10 +64,12 @@ def test_mobilenet_v3_small_reaches_tfjs_and_holds_in_node(tmp_path: Path) -> No
     _parity(source, out, tmp_path)
 
 
-def test_llama_tiny_token_ids_and_gathers_run_in_tfjs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 9])
+def test_llama_tiny_token_ids_and_gathers_run_in_tfjs(tmp_path: Path, batch: int) -> None:
     """int64 token ids: the converter keeps DT_INT64 in the signature and stores int64 constants as int32;
-    porttax feeds int32 (range-checked). Attention's `...` einsums are spelled out for TF.js's kernel."""
-    source = _pt2(models.build_model("llama-tiny", seed=0), models.example_inputs("llama-tiny", batch=1, seq=16),
+    porttax feeds int32 (range-checked). One sequence computes attention per head (2-D MatMuls); nine
+    (18 batch x key/value heads) batch it, and the batched `...` einsums are spelled out for TF.js's kernel."""
+    source = _pt2(models.build_model("llama-tiny", seed=0), models.example_inputs("llama-tiny", batch=batch, seq=16),
                   tmp_path / "llama-tiny.pt2")
     out = tmp_path / "llama_web"
     report = _convert(source, out)
@@ -78,7 +80,7 @@ def test_llama_tiny_token_ids_and_gathers_run_in_tfjs(tmp_path: Path) -> None:
     assert model["signature"]["inputs"]["input_ids"]["dtype"] == "DT_INT64"
     equations = [base64.b64decode(n["attr"]["equation"]["s"]).decode() for n in model["modelTopology"]["node"]
                  if n["op"] == "Einsum"]
-    assert equations and not any("..." in e for e in equations)
+    assert (len(equations) == 4 if batch > 1 else not equations) and not any("..." in e for e in equations)
     _parity(source, out, tmp_path)
 
 

@@ -203,6 +203,22 @@ def stack(call: LayerCall) -> TVal:
     return call.result(torch.stack(items, dim=int(call.layer.axis)))
 
 
+@keras_to_torch("ops.Unstack")
+def unstack(call: LayerCall) -> list[TVal]:
+    x = call.ctx.operand(call.x)
+    pieces = torch.unbind(x, dim=int(call.layer.axis))
+    return [call.result(pieces[i], index=i) for i in range(len(call.outputs))]
+
+
+@keras_to_torch("ops.Split")
+def split(call: LayerCall) -> list[TVal]:
+    x = call.ctx.operand(call.x)
+    sections = call.layer.indices_or_sections  # NumPy's meaning: a count of equal parts, or cut points
+    sections = int(sections) if isinstance(sections, int) else [int(i) for i in sections]
+    pieces = torch.tensor_split(x, sections, dim=int(call.layer.axis))
+    return [call.result(pieces[i], index=i) for i in range(len(call.outputs))]
+
+
 @keras_to_torch("ops.Slice")
 def slice_(call: LayerCall) -> TVal:
     v, start = call.args[0], call.args[1]

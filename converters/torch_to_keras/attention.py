@@ -9,6 +9,7 @@ repeats each key/value head for its group of query heads.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ def sdpa(call: Call) -> Val:
     k_in = layout_letters(batch + "hse", kv.perm).replace("h", kv_head)
     v_in = layout_letters(batch + "hsv", vv.perm).replace("h", kv_head)
     q, k, v = qv.tensor, kv.tensor, vv.tensor
+    source_mask = mask
     if groups > 1:
         held = [qv.shape[p] for p in (qv.perm or range(qv.rank))]
         h_at = layout_letters(batch + "hle", qv.perm).index("h")
@@ -57,6 +59,13 @@ def sdpa(call: Call) -> Val:
         k = ops.repeat(k, rep, axis=k_in.index("h"))
         v = ops.repeat(v, rep, axis=v_in.index("h"))
     scores_sub = batch + q_heads + "ls"
+    heads = _PerHead(q_in, k_in, v_in, split="".join(c for c in q_in if c in batch or c == kv_head))
+    if heads.worthwhile(qv, S, groups):
+        additive = _additive_mask(call, source_mask, batch, groups, L, S)
+        out = heads.attention(ops, q, k, v, scale, additive)
+        if groups > 1:
+            out = ops.reshape(out, [call.out_shape[p] for p in (qv.perm or range(len(call.out_shape)))])
+        return live_val(out, call.out_shape, qv.perm)
     # The empty "..." keeps Keras' TF backend from rewriting these equations into Transpose + MatMul
     # (it does for a fixed list of spellings); TF's own Einsum kernel is several times faster here.
     scores = ops.multiply(ops.einsum(f"...{q_in},...{k_in}->...{scores_sub}", q, k), scale)
@@ -103,3 +112,142 @@ def _shared_kv_heads(call: Call, qv: Val, kv: Val, vv: Val, mask: Any) -> tuple[
     if call.args.get("enable_gqa") and kv.shape[head_axis] != qv.shape[head_axis]:
         return kv, vv, qv.shape[head_axis] // kv.shape[head_axis]
     return kv, vv, 1
+
+
+# Attention at most this small (multiply-adds per batch and key/value head, and that many heads) is
+# written per head (see _PerHead); larger attention keeps the batched Einsum, whose threading pays.
+_PER_HEAD_MAX_MACS = 1 << 20
+_PER_HEAD_MAX_HEADS = 16
+
+
+@dataclass(frozen=True)
+class _PerHead:
+    """Attention as one 2-D MatMul per (batch, key/value head), with one mask add and one softmax.
+
+    The same arithmetic as the batched Einsum form. Why: on TensorFlow's CPU build (oneDNN) a batched
+    MatMul or Einsum always splits its batch over the intra-op threads, and handing microseconds of
+    work to another thread costs tens of microseconds, where a 2-D MatMul this small runs on the
+    calling thread. On the llama-tiny preset (a sub-millisecond call) the four attention Einsums were a
+    third of the SavedModel's time at two threads. The per-head scores are stacked into one matrix so
+    the scale, the mask and the softmax stay one op each, whatever the number of heads.
+
+    Letters: `split` names the axes cut into heads (batch axes and the key/value head, in the query's
+    held order); every operand is held in its own layout, and what remains after the cut must be
+    (rows..., e) for the query, (s, e) or (e, s) for keys and (s, v) or (v, s) for values.
+    """
+
+    q_in: str
+    k_in: str
+    v_in: str
+    split: str
+
+    def _rest(self, held: str) -> str:
+        return "".join(c for c in held if c not in self.split)
+
+    def worthwhile(self, qv: Val, keys_len: int, groups: int) -> bool:
+        if self._rest(self.q_in)[-1:] != "e" or sorted(self._rest(self.k_in)) != ["e", "s"]:
+            return False
+        if sorted(self._rest(self.v_in)) != ["s", "v"]:
+            return False
+        products = int(np.prod(qv.shape[:-2])) // groups  # batch x key/value heads
+        macs = groups * int(np.prod(qv.shape[-2:])) * keys_len  # query rows x features x keys, per product
+        return products <= _PER_HEAD_MAX_HEADS and macs <= _PER_HEAD_MAX_MACS
+
+    def attention(self, ops: Any, q: Any, k: Any, v: Any, scale: float, additive: "_Mask | None") -> Any:
+        qs, ks, vs = (_unstack(ops, t, held, self.split)
+                      for t, held in ((q, self.q_in), (k, self.k_in), (v, self.v_in)))
+        keys = sorted(qs)
+        k_rest, v_rest = self._rest(self.k_in), self._rest(self.v_in)
+        scores = []
+        for key in keys:
+            rows = ops.reshape(qs[key], (-1, q.shape[self.q_in.index("e")]))
+            scores.append(ops.matmul(rows, ks[key] if k_rest == "es" else ops.transpose(ks[key])))
+        stacked = ops.concatenate(scores, axis=0) if len(scores) > 1 else scores[0]
+        stacked = ops.multiply(stacked, scale)
+        if additive is not None:
+            # The mask broadcasts over heads and rows it does not vary with: scores viewed as
+            # (split axes..., row axes..., s) for the add, then flat again.
+            shape = [q.shape[self.q_in.index(c)] for c in self.split + self._rest(self.q_in)[:-1]]
+            flat = stacked.shape
+            stacked = ops.reshape(ops.add(ops.reshape(stacked, (*shape, flat[-1])),
+                                          additive.arranged(ops, self.split + self._rest(self.q_in)[:-1] + "s")),
+                                  flat)
+        weights = ops.softmax(stacked, axis=-1)
+        parts = ops.split(weights, len(keys), axis=0) if len(keys) > 1 else [weights]
+        outs = {}
+        for key, w in zip(keys, parts):
+            vals = vs[key] if v_rest == "sv" else ops.transpose(vs[key])
+            outs[key] = ops.reshape(ops.matmul(w, vals), (*qs[key].shape[:-1], vals.shape[-1]))
+        return _stack(ops, outs, self.q_in, self.split)
+
+
+@dataclass(frozen=True)
+class _Mask:
+    """An additive attention mask (NumPy constant or Keras tensor) and the letters of its axes."""
+
+    values: Any
+    letters: str  # source order: batch..., heads ("h", or "kg" for grouped heads), "l", "s"
+
+    def arranged(self, ops: Any, order: str) -> Any:
+        """The mask with its axes in `order` (sizes 1 where it broadcasts): a transpose of a constant,
+        and for a computed mask a free reshape whenever only its size-1 axes move."""
+        perm = [self.letters.index(c) for c in order]
+        if isinstance(self.values, np.ndarray):
+            return np.transpose(self.values, perm)
+        shape = self.values.shape
+        moved = [p for p in perm if shape[p] != 1]
+        if moved == sorted(moved):
+            return ops.reshape(self.values, [shape[p] for p in perm])
+        return ops.transpose(self.values, perm)
+
+
+def _additive_mask(call: Call, mask: Any, batch: str, groups: int, L: int, S: int) -> _Mask | None:
+    """The causal flag and the attention mask as one additive mask (0 / -inf where a bool mask is False)."""
+    ops = call.ctx.ops
+    neg = np.float32(-np.inf)
+    total = None
+    if call.args.get("is_causal"):
+        total = np.where(np.tril(np.ones((L, S), dtype=bool)), np.float32(0), neg)
+    if mask is not None:
+        if "bool" in str(mask.dtype):
+            m = np.where(mask, np.float32(0), neg) if isinstance(mask, np.ndarray) else ops.where(mask, 0.0, neg)
+        else:
+            m = mask
+        total = m if total is None else (total + m if isinstance(m, np.ndarray) else ops.add(m, total))
+    if total is None:
+        return None
+    rank = len(batch) + 3
+    shape = (1,) * (rank - len(total.shape)) + tuple(total.shape)
+    total = np.reshape(total, shape) if isinstance(total, np.ndarray) else ops.reshape(total, shape)
+    letters = batch + "hls"
+    if groups > 1:  # grouped heads share a mask without per-head values (_shared_kv_heads)
+        total = np.expand_dims(total, -3) if isinstance(total, np.ndarray) else ops.expand_dims(total, -3)
+        letters = batch + "kgls"
+    return _Mask(total, letters)
+
+
+def _unstack(ops: Any, x: Any, held: str, split: str) -> dict[tuple[int, ...], Any]:
+    """x cut along the axes named in `split`: {indices in `split` order: piece, its other axes in held order}."""
+    pieces: dict[tuple[int, ...], tuple[Any, str]] = {(): (x, held)}
+    for letter in split:
+        cut = {}
+        for key, (t, letters) in pieces.items():
+            axis = letters.index(letter)
+            for i, part in enumerate(ops.unstack(t, axis=axis)):
+                cut[key + (i,)] = (part, letters[:axis] + letters[axis + 1:])
+        pieces = cut
+    return {key: t for key, (t, _) in pieces.items()}
+
+
+def _stack(ops: Any, outs: dict[tuple[int, ...], Any], held: str, split: str) -> Any:
+    """The inverse of _unstack: pieces put back along the `split` axes, in the held layout."""
+
+    def build(prefix: tuple[int, ...]) -> Any:
+        level = len(prefix)
+        if level == len(split):
+            return outs[prefix]
+        count = 1 + max(key[level] for key in outs if key[:level] == prefix)
+        present = [c for c in held if c not in split[:level]]
+        return ops.stack([build(prefix + (i,)) for i in range(count)], axis=present.index(split[level]))
+
+    return build(())
