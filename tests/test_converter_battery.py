@@ -106,6 +106,22 @@ def test_small_attention_is_computed_per_head_and_large_attention_batched(name: 
         assert kinds.count("Einsum") == 2 and "Unstack" not in kinds, kinds
 
 
+@pytest.mark.parametrize("width", [1000, 70_000])
+def test_small_silu_is_arithmetic_and_large_silu_keeps_its_layer(width: int) -> None:
+    """Below 64k elements SiLU is h + h·tanh(h) (TF's fused Swish kernel threads even tiny tensors);
+    across -40..40 it stays within 1e-7 of torch's x·sigmoid(x), the tail included."""
+    model = torch.nn.Sequential(torch.nn.SiLU()).eval()
+    x = torch.linspace(-40.0, 40.0, width).reshape(1, width)
+    _, result = _convert(model, (x,))
+    activations = [layer for layer in result.model.layers if isinstance(layer, keras.layers.Activation)]
+    assert len(activations) == (0 if width <= 1 << 16 else 1)
+    got = np.asarray(result.model(x.numpy()), dtype=np.float64)
+    want = torch.nn.functional.silu(x.double()).numpy()
+    error = np.abs(got - want)
+    assert float(error.max()) <= 1e-7 * float(np.abs(want).max())
+    assert float(error[0, : width // 4].max()) <= 1e-7  # x < -20: the tail, where h + h·tanh(h) gives 0
+
+
 def test_every_registered_op_has_a_sample() -> None:
     covered = {op for s in SAMPLES for op in s.ops}
     uncovered = sorted(REGISTERED - covered)
