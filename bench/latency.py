@@ -10,9 +10,10 @@ The last column is the SavedModel written with `--jit` (serving function compile
 `--threads` runs the whole table once per thread count, each in its own process, with the same count
 given to both sides (torch.set_num_threads and TF's intra-op pool; TF's inter-op pool is 1): thread
 pools are process-wide and TF fixes its pools at start-up. Why both: torch runs an op on one thread
-when it is too small to split, while TF's oneDNN kernels (einsum, softmax, swish) split every op over
-the pool, which on a model whose call takes under a millisecond (llama-tiny) costs more than the
-op itself. At one thread each, the comparison is of the converted graph alone.
+when it is too small to split, while TF's oneDNN kernels (batched matmul, softmax, swish) split every
+op over the pool, which on a model whose call takes under a millisecond (llama-tiny) costs more than
+the op itself (the converter writes small attention and SiLU without them; softmax remains). At one
+thread each, the comparison is of the converted graph alone.
 """
 
 from __future__ import annotations
