@@ -90,6 +90,26 @@ def test_converter_matches_torch(sample: Sample) -> None:
         _assert_close(g, w, sample.tol, f"{sample.name} output {i}")
 
 
+_ATTENTION = [s for s in SAMPLES if "aten.scaled_dot_product_attention" in s.ops]
+
+
+@pytest.mark.parametrize("sample", _ATTENTION, ids=lambda s: s.name)
+def test_attention_samples_also_match_torch_in_the_batched_form(sample: Sample, monkeypatch: Any) -> None:
+    """The battery's attention samples are small enough for the per-head form; the batched Einsum form
+    (taken by larger attention) is checked on the same masks, GQA and layouts with the limit at 0."""
+    import porttax.converters.torch_to_keras.attention as attention
+
+    monkeypatch.setattr(attention, "_PER_HEAD_MAX_HEADS", 0)
+    model, inputs = sample.make()
+    _, result = _convert(model, inputs)
+    assert "Unstack" not in [type(op).__name__ for op in result.model.operations]
+    with torch.no_grad():
+        want = [t.numpy() for t in _flat(model(*inputs))]
+    got = [np.asarray(keras.ops.convert_to_numpy(o)) for o in _flat(result.model([t.numpy() for t in inputs]))]
+    for i, (g, w) in enumerate(zip(got, want)):
+        _assert_close(g, w, sample.tol, f"{sample.name} output {i}")
+
+
 @pytest.mark.parametrize("name, per_head", [("sdpa_gqa", True), ("sdpa_gqa_bool_mask", True),
                                              ("sdpa_many_heads_batched_einsum", False)])
 def test_small_attention_is_computed_per_head_and_large_attention_batched(name: str, per_head: bool) -> None:
