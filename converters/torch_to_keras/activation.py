@@ -3,9 +3,8 @@ model sees `features.3.act` where the PyTorch model had it."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-import numpy as np
 
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
@@ -33,7 +32,7 @@ _SMALL_SILU = 1 << 16
 @torch_to_keras(*_SIMPLE)
 def simple(call: Call) -> Val:
     op = str(call.node.target.overloadpacket)
-    if op == "aten.silu" and int(np.prod(call.out_shape)) <= _SMALL_SILU:
+    if op == "aten.silu" and math.prod(call.out_shape) <= _SMALL_SILU:
         return _small_silu(call)
     return _activation(call, _SIMPLE[op])
 

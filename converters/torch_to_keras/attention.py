@@ -47,50 +47,33 @@ def sdpa(call: Call) -> Val:
     k_in = layout_letters(batch + "hse", kv.perm).replace("h", kv_head)
     v_in = layout_letters(batch + "hsv", vv.perm).replace("h", kv_head)
     q, k, v = qv.tensor, kv.tensor, vv.tensor
-    source_mask = mask
     if groups > 1:
         held = [qv.shape[p] for p in (qv.perm or range(qv.rank))]
         h_at = layout_letters(batch + "hle", qv.perm).index("h")
         q = ops.reshape(q, held[:h_at] + [held[h_at] // groups, groups] + held[h_at + 1:])
-        if mask is not None and len(mask.shape) >= 3:
-            mask = ops.expand_dims(mask, -3) if not isinstance(mask, np.ndarray) else np.expand_dims(mask, -3)
     elif call.args.get("enable_gqa") and kv.shape[-3] != qv.shape[-3]:
         rep = qv.shape[-3] // kv.shape[-3]
         k = ops.repeat(k, rep, axis=k_in.index("h"))
         v = ops.repeat(v, rep, axis=v_in.index("h"))
-    scores_sub = batch + q_heads + "ls"
+    additive = _additive_mask(call, mask, batch, groups, L, S)
     heads = _PerHead(q_in, k_in, v_in, split="".join(c for c in q_in if c in batch or c == kv_head))
     if heads.worthwhile(qv, S, groups):
-        additive = _additive_mask(call, source_mask, batch, groups, L, S)
         out = heads.attention(ops, q, k, v, scale, additive)
-        if groups > 1:
-            out = ops.reshape(out, [call.out_shape[p] for p in (qv.perm or range(len(call.out_shape)))])
-        return live_val(out, call.out_shape, qv.perm)
-    # The empty "..." keeps Keras' TF backend from rewriting these equations into Transpose + MatMul
-    # (it does for a fixed list of spellings); TF's own Einsum kernel is several times faster here.
-    scores = ops.multiply(ops.einsum(f"...{q_in},...{k_in}->...{scores_sub}", q, k), scale)
-    neg = np.float32(-np.inf)
-    if call.args.get("is_causal"):
-        # A constant mask is added as 0 / -inf rather than selected: the same numbers (x + 0 == x), and
-        # TF's broadcasting SelectV2 kernel is an order of magnitude slower than a broadcast add.
-        scores = ops.add(scores, np.where(np.tril(np.ones((L, S), dtype=bool)), np.float32(0), neg))
-    if mask is not None:
-        if "bool" in str(mask.dtype):  # a bool mask selects, a float mask adds
-            if isinstance(mask, np.ndarray):
-                scores = ops.add(scores, np.where(mask, np.float32(0), neg))
-            else:
-                scores = ops.where(mask, scores, neg)
-        else:
-            scores = ops.add(scores, mask)
-    weights = ops.softmax(scores, axis=-1)
-    # The output keeps the query's layout, so the source's usual `.transpose(1, 2).reshape(...)` after
-    # attention becomes a free relabelling instead of a transpose.
-    out_perm = qv.perm
-    out_sub = layout_letters(batch + "hlv", out_perm).replace("h", q_heads)
-    out = ops.einsum(f"...{scores_sub},...{v_in}->...{out_sub}", weights, v)
+    else:
+        scores_sub = batch + q_heads + "ls"
+        # The empty "..." keeps Keras' TF backend from rewriting these equations into Transpose + MatMul
+        # (it does for a fixed list of spellings); TF's own Einsum kernel is several times faster here.
+        scores = ops.multiply(ops.einsum(f"...{q_in},...{k_in}->...{scores_sub}", q, k), scale)
+        if additive is not None:
+            scores = ops.add(scores, additive.arranged(ops, scores_sub))
+        weights = ops.softmax(scores, axis=-1)
+        # The output keeps the query's layout, so the source's usual `.transpose(1, 2).reshape(...)` after
+        # attention becomes a free relabelling instead of a transpose.
+        out_sub = layout_letters(batch + "hlv", qv.perm).replace("h", q_heads)
+        out = ops.einsum(f"...{scores_sub},...{v_in}->...{out_sub}", weights, v)
     if groups > 1:
-        out = ops.reshape(out, [call.out_shape[p] for p in (out_perm or range(len(call.out_shape)))])
-    return live_val(out, call.out_shape, out_perm)
+        out = ops.reshape(out, [call.out_shape[p] for p in (qv.perm or range(len(call.out_shape)))])
+    return live_val(out, call.out_shape, qv.perm)
 
 
 def _shared_kv_heads(call: Call, qv: Val, kv: Val, vv: Val, mask: Any) -> tuple[Val, Val, int]:
@@ -192,6 +175,8 @@ class _Mask:
         """The mask with its axes in `order` (sizes 1 where it broadcasts): a transpose of a constant,
         and for a computed mask a free reshape whenever only its size-1 axes move."""
         perm = [self.letters.index(c) for c in order]
+        if perm == sorted(perm):
+            return self.values
         if isinstance(self.values, np.ndarray):
             return np.transpose(self.values, perm)
         shape = self.values.shape
@@ -202,7 +187,12 @@ class _Mask:
 
 
 def _additive_mask(call: Call, mask: Any, batch: str, groups: int, L: int, S: int) -> _Mask | None:
-    """The causal flag and the attention mask as one additive mask (0 / -inf where a bool mask is False)."""
+    """The causal flag and the attention mask as one additive mask (0 / -inf where a bool mask is False).
+
+    Added rather than selected: the same numbers (x + 0 == x), and TF's broadcasting SelectV2 over the
+    scores is an order of magnitude slower than a broadcast add; a computed bool mask is turned into
+    0 / -inf once, at its own (smaller) size.
+    """
     ops = call.ctx.ops
     neg = np.float32(-np.inf)
     total = None
