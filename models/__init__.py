@@ -289,6 +289,15 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
 
 
+def _torch_save(tensors: dict, path: Path) -> None:
+    import torch
+
+    from porttax.saving import torch_archive_file
+
+    with torch_archive_file(path) as sink:
+        torch.save(tensors, sink)
+
+
 def _checkpoint_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in CHECKPOINT_SUFFIXES:
@@ -329,7 +338,7 @@ def build_checkpoint(
         metadata = {"format": "pt", "porttax.config": config_json}
         _atomic_write(path, lambda tmp: write_safetensors(tensors, tmp, metadata))
     else:
-        _atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+        _atomic_write(path, lambda tmp: _torch_save(tensors, tmp))
     _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(config_json + "\n"))
     return path
 

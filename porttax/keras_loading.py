@@ -9,6 +9,7 @@ SavedModel is read only when it carries the Keras model's configuration (porttax
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,13 @@ def load_keras_file(path: Path, trust_code: bool = False) -> Any:
                 "still cannot convert the code itself, so expect an error naming the layer") from exc
         raise InputError(f"cannot load Keras model: {brief(exc)}", path=str(path), hint=_LOAD_HINT) from exc
     except Exception as exc:  # keras raises TypeError/OSError/KeyError with no path in the message
+        from porttax.saving import write_failure
+
+        failure = write_failure(exc)
+        if failure is not None:  # Keras unpacks a .keras file's weights into the temporary folder
+            raise InputError(f"cannot load Keras model: could not write its temporary files ({failure})",
+                             path=str(path), hint=f"Keras unpacks the weights into {tempfile.gettempdir()}: free "
+                             "space there, or point TMPDIR at a folder with room") from exc
         raise InputError(f"cannot load Keras model ({type(exc).__name__}: {brief(exc)})", path=str(path),
                          hint=_LOAD_HINT) from exc
     if isinstance(model, list) or not hasattr(model, "layers"):

@@ -97,7 +97,7 @@ def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: boo
     from porttax import conversion
     from porttax._frameworks import import_torch
     from porttax.parity import TorchRunner
-    from porttax.saving import atomic_output
+    from porttax.saving import atomic_output, torch_archive_file
 
     progress = progress or QUIET
     t0 = time.perf_counter() if t0 is None else t0
@@ -110,7 +110,8 @@ def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: boo
     report = None
     with atomic_output(output, force=force) as tmp:
         progress.stage(f"writing torch.export archive to {output}")
-        torch.export.save(src.program, str(tmp))
+        with torch_archive_file(tmp) as sink:
+            torch.export.save(src.program, sink)
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
         tax.output_bytes = size_on_disk(tmp)

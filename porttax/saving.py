@@ -8,6 +8,7 @@ then only after the new one is whole.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import uuid
@@ -17,8 +18,6 @@ from typing import Any, Iterator
 
 from porttax.errors import OutputError, OutputExistsError
 
-
-# errno values that mean "the output could not be written", not "porttax has a bug"
 _stop: BaseException | None = None  # a stop signal seen by this process (see request_stop)
 
 
@@ -30,6 +29,7 @@ def request_stop(exc: BaseException | None) -> None:
     _stop = exc
 
 
+# errno values that mean "the output could not be written", not "porttax has a bug"
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 _WRITE_WORDS = ("No space left", "File too large", "Disk quota", "Permission denied", "Read-only file system")
 
@@ -68,7 +68,7 @@ def atomic_output(path: str | os.PathLike[str], *, force: bool = False) -> Itera
             final.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
         except BaseException as exc:
-            failure = _write_failure(exc)
+            failure = write_failure(exc)
             if failure is None:
                 raise
             raise OutputError(f"could not write the output: {failure}", path=str(final),
@@ -109,7 +109,7 @@ def _publish(tmp: Path, final: Path, force: bool) -> None:
         os.replace(tmp, final)
 
 
-def _write_failure(exc: BaseException) -> str | None:
+def write_failure(exc: BaseException) -> str | None:
     """The reason a write failed for lack of space or permission, searched through the exception chain.
 
     TensorFlow, h5py, zipfile and torch each wrap OS errors in their own types; the errno or its
@@ -127,6 +127,78 @@ def _write_failure(exc: BaseException) -> str | None:
                 return words
         current = current.__cause__ or current.__context__
     return None
+
+
+class _FailureHoldingFile(io.RawIOBase):
+    """A binary file that keeps its first OSError instead of raising it, and drops every later write.
+
+    For torch's zip writer: see torch_archive_file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._file = open(path, "wb")
+        self.failure: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def _guard(self, action: Any, *args: Any) -> Any:
+        if self.failure is None:
+            try:
+                return action(*args)
+            except OSError as exc:
+                self.failure = exc
+        return None
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        self._guard(self._file.write, data)
+        return size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._guard(self._file.seek, offset, whence)
+        return position if position is not None else 0
+
+    def tell(self) -> int:
+        position = self._guard(self._file.tell)
+        return position if position is not None else 0
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._guard(self._file.flush)
+
+    def close(self) -> None:
+        self._guard(self._file.close)
+        if not self._file.closed:  # the close itself failed to flush: close without writing more
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        super().close()
+
+
+@contextmanager
+def torch_archive_file(path: Path) -> Iterator[Any]:
+    """A file to hand torch.save / torch.export.save instead of a path, so a full disk is an error.
+
+    Given a path, torch's zip writer (PyTorchStreamWriter) finishes the archive in its C++
+    destructor; after a failed write (disk full, file-size limit) that second attempt throws inside the
+    destructor and the whole process aborts (SIGABRT: no message, no cleanup, a test run killed).
+    Given this file, torch never sees the failure: the first OSError is kept, later writes are dropped,
+    torch completes its archive, and the error is raised here once torch has returned, where
+    atomic_output turns it into "could not write the output" (exit 2) and removes the partial file.
+    """
+    sink = _FailureHoldingFile(path)
+    try:
+        yield sink
+    finally:
+        sink.close()
+    if sink.failure is not None:
+        raise sink.failure
 
 
 def _remove(path: Path) -> None:
@@ -228,7 +300,8 @@ def write_pt2(module: object, path: Path, example: tuple, dynamic_shapes: object
 
     torch = import_torch()
     program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)  # type: ignore[arg-type]
-    torch.export.save(program, str(path), extra_files=extra_files or {})
+    with torch_archive_file(path) as sink:
+        torch.export.save(program, sink, extra_files=extra_files or {})
     return program
 
 
@@ -243,4 +316,5 @@ def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[s
 
         write_safetensors(tensors, path, metadata)
     else:
-        torch.save(tensors, str(path))
+        with torch_archive_file(path) as sink:
+            torch.save(tensors, sink)

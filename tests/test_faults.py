@@ -99,6 +99,12 @@ def test_a_stop_whose_exception_was_swallowed_still_publishes_nothing(tmp_path: 
     assert out.read_bytes() == b"next run"
 
 
+def _env_without_bytecode_writes() -> dict[str, str]:
+    """Under a file-size limit a child writes .pyc caches cut at the limit (CPython ignores the short
+    write) and later imports fail with "marshal data too short": the limited child writes none."""
+    return dict(_env(), PYTHONDONTWRITEBYTECODE="1")
+
+
 def _limit_file_size(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
@@ -111,13 +117,54 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path: Path, target: s
     src = models.build_checkpoint("resnet-tiny", tmp_path / "resnet.pt")
     out = tmp_path / ("resnet.keras" if target == "keras" else "resnet_sm")
     # resnet-tiny's weights alone are larger than 40 kB, so the write of the artefact must fail
-    result = subprocess.run(_convert_cmd(src, out, "--to", target, "--no-parity"), capture_output=True,
-                            text=True, env=_env(), timeout=TIMEOUT_S, preexec_fn=_limit_file_size(40_000))
+    result = subprocess.run(_convert_cmd(src, out, "--to", target, "--no-parity"), capture_output=True, text=True,
+                            env=_env_without_bytecode_writes(), timeout=TIMEOUT_S,
+                            preexec_fn=_limit_file_size(40_000))
     assert result.returncode == 2, result.stderr[-3000:]
     _assert_clean_error(result.stderr)
     assert "could not write the output" in result.stderr and str(out) in result.stderr
     assert not out.exists()
     assert _leftovers(tmp_path) == []
+
+
+def _convert_under_a_file_size_limit(tmp_path: Path, source: str, target: str, name: str
+                                     ) -> tuple[subprocess.CompletedProcess, Path]:
+    """resnet-tiny saved as `source`, converted `--to target` by a child whose files may not pass 40 kB."""
+    import porttax
+
+    checkpoint = models.build_checkpoint("resnet-tiny", tmp_path / "resnet.pt")
+    src = tmp_path / f"resnet_src.{source}"
+    porttax.convert(checkpoint, to=source, output=src, parity=False, measure_latency=False)
+    out = tmp_path / name
+    result = subprocess.run(_convert_cmd(src, out, "--to", target, "--no-parity"), capture_output=True, text=True,
+                            env=_env_without_bytecode_writes(), timeout=TIMEOUT_S,
+                            preexec_fn=_limit_file_size(40_000))
+    return result, out
+
+
+@pytest.mark.parametrize("source, target, name", [("onnx", "torch", "resnet.pt2"),
+                                                  ("savedmodel", "state_dict", "resnet_weights.pt")])
+def test_full_disk_under_torchs_zip_writer_is_a_clear_error_not_an_abort(tmp_path: Path, source: str,
+                                                                          target: str, name: str) -> None:
+    """torch.save / torch.export.save given a path finish their zip in a C++ destructor, which after a
+    failed write throws and aborts the process (seen: SIGABRT in CI when the disk filled under a 2 GB
+    .pt2). porttax hands them a file that holds the error, so the run ends with exit 2 instead."""
+    result, out = _convert_under_a_file_size_limit(tmp_path, source, target, name)
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    _assert_clean_error(result.stderr)
+    assert "could not write the output" in result.stderr and str(out) in result.stderr
+    assert not out.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_no_room_to_unpack_a_keras_file_is_named_as_such(tmp_path: Path) -> None:
+    """Keras unpacks a .keras file's weights into the temporary folder before it reads them; without room
+    there the error says so, not "custom layers need registering"."""
+    result, out = _convert_under_a_file_size_limit(tmp_path, "keras", "state_dict", "resnet_weights.pt")
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    _assert_clean_error(result.stderr)
+    assert "could not write its temporary files" in result.stderr and "TMPDIR" in result.stderr
+    assert not out.exists()
 
 
 def _without_dac_override() -> None:
