@@ -154,8 +154,15 @@ def _deterministic(report: dict) -> list[dict[str, Any]]:
     return rows
 
 
+# the fleet's quick models, one per outcome and direction: Ray's part is shipping jobs and results, which
+# these exercise as well as the whole fleet does, in a third of the time
+RAY_SUBSET = ("mlp.pt2", "cnn.keras", "topk.pt2", "broken.pt2")
+
+
 def test_ray_executor_gives_the_same_report(first_audit: tuple[Path, Path, dict], fleet: Path, tmp_path: Path) -> None:
     _, _, local = first_audit
+    listing = tmp_path / "subset.txt"
+    listing.write_text("".join(f"{fleet / name}\n" for name in RAY_SUBSET))
     ray = Path(sys.executable).with_name("ray")
     port = _free_port()
     # a throwaway cluster on the loopback interface: no token (Ray's default now wants one per cluster)
@@ -167,14 +174,19 @@ def test_ray_executor_gives_the_same_report(first_audit: tuple[Path, Path, dict]
                            capture_output=True, text=True, env=env, timeout=300)
     assert start.returncode == 0, start.stderr[-3000:]
     try:
-        _, remote = _audit(fleet, tmp_path / "ray", "--executor", "ray", "--address", f"127.0.0.1:{port}",
+        _, remote = _audit(listing, tmp_path / "ray", "--executor", "ray", "--address", f"127.0.0.1:{port}",
                            "--no-cache", env=ray_env)
     finally:
         subprocess.run([str(ray), "stop", "--force"], capture_output=True, env=env, timeout=300)
         shutil.rmtree(temp, ignore_errors=True)
-    assert remote["options"]["executor"] == "ray" and remote["summary"]["jobs_run"] == len(EXPECTED)
-    assert _deterministic(remote) == _deterministic(local)
-    assert remote["summary"] | {"jobs_run": 0} == local["summary"] | {"jobs_run": 0}
+    assert remote["options"]["executor"] == "ray" and remote["summary"]["jobs_run"] == len(RAY_SUBSET)
+    local_rows = {r["model"]: r for r in _deterministic(local)}
+    # a list file names its models by the paths it gives
+    remote_rows = {Path(r["model"]).name: r | {"model": Path(r["model"]).name} for r in _deterministic(remote)}
+    assert sorted(remote_rows) == sorted(RAY_SUBSET)
+    assert remote_rows == {name: local_rows[name] for name in RAY_SUBSET}
+    statuses = local["summary"]["by_status"]
+    assert remote["summary"]["by_status"] == {s: sum(local_rows[n]["status"] == s for n in RAY_SUBSET) for s in statuses}
 
 
 def test_per_model_time_limit_list_file_and_effort_file(fleet: Path, tmp_path: Path) -> None:
