@@ -428,17 +428,13 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{name:10s} {arch.family}")
             print(f"{'':10s} presets: {', '.join(models.list_presets(name))}")
         return 0
-    from porttax.saving import atomic_output, check_output, torch_archive_file
+    from porttax.saving import atomic_output, check_output, write_pt2
 
     out = check_output(args.output, args.force)
     if out.suffix == ".pt2":
-        from porttax._frameworks import import_torch
-
-        torch = import_torch()
         module = models.build_model(args.preset, seed=args.seed)
-        program = torch.export.export(module, models.example_inputs(args.preset, batch=1, seq=16))
-        with atomic_output(out, force=args.force) as tmp, torch_archive_file(tmp) as sink:
-            torch.export.save(program, sink)
+        with atomic_output(out, force=args.force) as tmp:
+            write_pt2(module, tmp, models.example_inputs(args.preset, batch=1, seq=16))
     else:
         models.build_checkpoint(args.preset, out, seed=args.seed)
     print(f"wrote {out}")

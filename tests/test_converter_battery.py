@@ -80,11 +80,13 @@ def test_converter_matches_torch(sample: Sample) -> None:
     ran = {name for record in result.log.layers.values() for name in record.converters}
     idle = [op for op in sample.ops if REGISTRY.lookup("torch", "keras", op).name not in ran]
     assert not idle, f"the converters of {idle} never ran (folded into constants?): the sample does not test them"
+    _assert_matches_torch(sample, model, inputs, result.model)
 
+
+def _assert_matches_torch(sample: Sample, model: Any, inputs: tuple[Any, ...], converted: Any) -> None:
     with torch.no_grad():
         want = [t.numpy() for t in _flat(model(*inputs))]
-    out = result.model([t.numpy() for t in inputs])
-    got = [np.asarray(keras.ops.convert_to_numpy(o)) for o in _flat(out)]
+    got = [np.asarray(keras.ops.convert_to_numpy(o)) for o in _flat(converted([t.numpy() for t in inputs]))]
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
         _assert_close(g, w, sample.tol, f"{sample.name} output {i}")
@@ -103,11 +105,7 @@ def test_attention_samples_also_match_torch_in_the_batched_form(sample: Sample, 
     model, inputs = sample.make()
     _, result = _convert(model, inputs)
     assert "Unstack" not in [type(op).__name__ for op in result.model.operations]
-    with torch.no_grad():
-        want = [t.numpy() for t in _flat(model(*inputs))]
-    got = [np.asarray(keras.ops.convert_to_numpy(o)) for o in _flat(result.model([t.numpy() for t in inputs]))]
-    for i, (g, w) in enumerate(zip(got, want)):
-        _assert_close(g, w, sample.tol, f"{sample.name} output {i}")
+    _assert_matches_torch(sample, model, inputs, result.model)
 
 
 @pytest.mark.parametrize("name, per_head", [("sdpa_gqa", True), ("sdpa_gqa_bool_mask", True),
