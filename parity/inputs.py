@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from porttax.errors import InputError, brief
-from porttax.file_checks import check_zip
+from porttax.sources.file_checks import check_zip
 from porttax.types import TensorSpec
 
 DEFAULT_INT_RANGE: tuple[int, int] = (0, 10)  # integer inputs without a value_range: small ids/indices

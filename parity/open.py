@@ -56,7 +56,7 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
     if not path.exists():
         raise InputError("no such model file or directory", path=str(path))
     if path.is_dir():
-        from porttax.hf_folder import is_hf_folder
+        from porttax.sources.hf_folder import is_hf_folder
 
         if is_hf_folder(path):  # config.json + safetensors: the checkpoint, built in porttax's architecture
             return _torch_runner(path, opts)
@@ -128,7 +128,7 @@ def _is_torch(obj: Any) -> bool:
 
 
 def _torch_runner(model: Any, opts: OpenOptions) -> Runner:
-    from porttax.loading import load_torch_source
+    from porttax.sources.torch_source import load_torch_source
 
     if opts.device == "cuda" and not cuda_available():
         raise InputError("--device cuda, but torch sees no CUDA device (torch.cuda.is_available() is False)",
@@ -152,7 +152,7 @@ def _pt2_layer_map(path: Path) -> Any:
     import zipfile
 
     from porttax.parity.taps import LayerMap
-    from porttax.to_torch import PT2_LAYER_MAP
+    from porttax.targets.torch import PT2_LAYER_MAP
 
     try:
         with zipfile.ZipFile(path) as z:

@@ -21,7 +21,7 @@ import numpy as np
 
 from porttax._frameworks import import_keras, import_tf, import_torch
 from porttax.errors import InputError
-from porttax.savedmodel_checks import check_savedmodel_ops
+from porttax.sources.savedmodel_checks import check_savedmodel_ops
 from porttax.types import Dim, Framework, TensorSpec
 
 
@@ -257,7 +257,7 @@ def load_keras_model(path: str | Path) -> Any:
         raise InputError("no such model file", path=str(path))
     if path.suffix != ".keras":
         raise InputError(f"expected a .keras file, got {path.suffix or 'no extension'}", path=str(path))
-    from porttax.keras_loading import load_keras_file
+    from porttax.sources.keras_source import load_keras_file
 
     return load_keras_file(path)
 
@@ -568,7 +568,7 @@ class ExecuTorchRunner(Runner):
     """A `.pte` program in ExecuTorch's runtime (`executorch.runtime`), its `forward` method.
 
     Input names come from the `porttax_input_names` constant method porttax writes into the program
-    (see porttax.to_executorch); a `.pte` from elsewhere gets input_0, input_1, ... Shapes and dtypes
+    (see porttax.targets.executorch); a `.pte` from elsewhere gets input_0, input_1, ... Shapes and dtypes
     come from the method's metadata: a `.pte` is static-shaped.
     """
 
@@ -577,7 +577,7 @@ class ExecuTorchRunner(Runner):
     def __init__(self, path: str | Path, *, name: str | None = None, input_names: Sequence[str] | None = None) -> None:
         import json
 
-        from porttax.to_executorch import INPUT_NAMES, OUTPUT_NAMES, require_executorch
+        from porttax.targets.executorch import INPUT_NAMES, OUTPUT_NAMES, require_executorch
 
         require_executorch()
         from executorch.runtime import Runtime

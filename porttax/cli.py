@@ -258,7 +258,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from porttax.conversion import convert
-    from porttax.loading import parse_shape
+    from porttax.sources.torch_source import parse_shape
     from porttax.progress import Progress
 
     progress = Progress(enabled=not (args.quiet or args.json))
@@ -285,7 +285,7 @@ def _convert(args: argparse.Namespace) -> int:
         if result.parity is not None:
             print(result.parity.summary_line())
         if result.generation is not None:
-            from porttax.llm_signatures import summary_line
+            from porttax.targets.llm_signatures import summary_line
 
             print(summary_line(result.generation))
         print("porting tax:")
@@ -306,7 +306,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from porttax.inspection import inspect_model
-    from porttax.loading import parse_shape
+    from porttax.sources.torch_source import parse_shape
 
     result = inspect_model(args.model, arch=args.arch, config=args.config, trust_pickle=args.trust_pickle,
                            trust_code=args.trust_code, deep=args.deep,
@@ -355,7 +355,7 @@ def _parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
 
 def _parity(args: argparse.Namespace) -> int:
     from porttax.errors import InputError
-    from porttax.loading import parse_shape
+    from porttax.sources.torch_source import parse_shape
     from porttax.parity import Tolerance, check_parity, expand_sizes, load_npz_cases
     from porttax.parity.open import OpenOptions, cuda_available, open_pair
     from porttax.parity.render import print_table, write_reports

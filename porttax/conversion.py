@@ -113,14 +113,14 @@ def convert(
     Keras sources (a live model, `.keras`, `.h5`, a SavedModel porttax wrote) go to torch:
     `to="torch"` writes a `.pt2`, `to="safetensors"` / `to="state_dict"` the weights of the converted
     module; `trust_code` allows Lambda layers to load, `channels_first` gives image inputs and outputs
-    torch's NCHW layout (see porttax.to_torch).
+    torch's NCHW layout (see porttax.targets.torch).
 
     `to="keras"` gives a Keras 3 model (written as `.keras` when `output` is set); `to="savedmodel"`
     writes a TF SavedModel with a `serving_default` signature taking the source's inputs by name;
-    `to="tflite"` a LiteRT flatbuffer from that SavedModel (builtin ops only; see porttax.to_tflite),
+    `to="tflite"` a LiteRT flatbuffer from that SavedModel (builtin ops only; see porttax.targets.tflite),
     `quantize` "dynamic" or "int8" (calibrated on `calibration`, an .npz, or 32 seeded inputs).
     `to="tfjs"` a TensorFlow.js graph-model folder, from that SavedModel (or a Keras source's own) by the
-    official converter in its own environment, checked in Node.js (see porttax.to_tfjs).
+    official converter in its own environment, checked in Node.js (see porttax.targets.tfjs).
     `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
     registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
@@ -128,9 +128,9 @@ def convert(
     A `.keras` porttax converted from a checkpoint goes back to the checkpoint's own layout with
     `to="safetensors"` and an `output` folder (not a `.safetensors` file): Hugging Face's config.json
     and safetensors shards of at most `max_shard_size`, in the stored dtype or `dtype` (see
-    porttax.checkpoint_export). A SavedModel of a Llama-family checkpoint also gets `logits` (input_ids,
+    porttax.targets.checkpoint). A SavedModel of a Llama-family checkpoint also gets `logits` (input_ids,
     attention_mask) and `decode` (one step with a KV cache of `max_cache_len` slots) signatures, and
-    parity then includes greedy generation through `decode` (porttax.llm_signatures).
+    parity then includes greedy generation through `decode` (porttax.targets.llm_signatures).
     `weight_map_from` names the .keras porttax wrote when `source` is a copy
     Keras saved again (fine-tuned), which keeps the layers but not porttax's map.
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
@@ -140,9 +140,9 @@ def convert(
     from porttax._frameworks import import_keras, import_torch
     from porttax.saving import atomic_output, check_output, write_keras, write_savedmodel
 
-    from porttax.keras_loading import is_keras_source
+    from porttax.sources.keras_source import is_keras_source
 
-    from porttax.onnx_loading import is_onnx_source
+    from porttax.sources.onnx_source import is_onnx_source
 
     progress = progress or QUIET
     keras_source = is_keras_source(source)
@@ -151,18 +151,18 @@ def convert(
     if target == "keras-weights":  # weights only, streamed: no model is built, so nothing runs
         if parity and output is not None:
             progress.stage("weights only: no model is built, so no parity check runs (convert --to keras for one)")
-        from porttax.keras_weights import convert_to_keras_weights
+        from porttax.targets.keras_weights import convert_to_keras_weights
 
         return convert_to_keras_weights(source, output=output, arch=arch, config=config, force=force,
                                         progress=progress)
     if target == "executorch":
-        from porttax.to_executorch import check_pte_path, require_executorch
+        from porttax.targets.executorch import check_pte_path, require_executorch
 
         check_pte_path(output)
         require_executorch()
     if target == "tfjs":  # a folder; Node and the converter's own environment (created now if missing) first
         from porttax.tfjs.env import require_tfjs
-        from porttax.to_tfjs import check_tfjs_output
+        from porttax.targets.tfjs import check_tfjs_output
 
         check_output(check_tfjs_output(output), force)
         require_tfjs(progress)
@@ -171,7 +171,7 @@ def convert(
             raise InputError(f"an ONNX model converts to keras, savedmodel or torch (.pt2); got {target!r}",
                              path=str(source), hint="use --to torch -o model.pt2")
         check_output(output, force)
-        from porttax.onnx_loading import convert_onnx_to_torch, load_onnx_source
+        from porttax.sources.onnx_source import convert_onnx_to_torch, load_onnx_source
 
         t0 = time.perf_counter()
         progress.stage(f"converting ONNX {source} to a torch module")
@@ -179,7 +179,7 @@ def convert(
         return convert_onnx_to_torch(src, log, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if keras_source and target == "tflite":  # the SavedModel road needs no porttax mapping: TF's own export
-        from porttax.to_tflite import convert_keras_source_to_tflite
+        from porttax.targets.tflite import convert_keras_source_to_tflite
 
         return convert_keras_source_to_tflite(source, output=output, trust_code=trust_code, parity=parity,
                                               seeds=seeds, profile=profile, measure_latency=measure_latency,
@@ -188,7 +188,7 @@ def convert(
     if keras_source and target == "tfjs":  # straight to the TF.js converter: a SavedModel is what it reads
         if jit or quantize is not None or calibration is not None:
             raise InputError("--jit, --quantize and --calibration do not apply to --to tfjs")
-        from porttax.to_tfjs import convert_keras_source_to_tfjs
+        from porttax.targets.tfjs import convert_keras_source_to_tfjs
 
         return convert_keras_source_to_tfjs(source, output=output, trust_code=trust_code, parity=parity,
                                             seeds=seeds, profile=profile, measure_latency=measure_latency,
@@ -199,10 +199,10 @@ def convert(
                              hint="a PyTorch model is already a PyTorch model; convert it --to keras or savedmodel")
         if jit:
             raise InputError("--jit applies to SavedModel outputs only")
-        from porttax.checkpoint_export import is_folder_output
+        from porttax.targets.checkpoint import is_folder_output
 
         if target == "safetensors" and is_folder_output(output):
-            from porttax.checkpoint_export import DEFAULT_SHARD_BYTES, convert_keras_to_checkpoint, parse_shard_size
+            from porttax.targets.checkpoint import DEFAULT_SHARD_BYTES, convert_keras_to_checkpoint, parse_shard_size
 
             shard = (DEFAULT_SHARD_BYTES if max_shard_size is None else
                      parse_shard_size(max_shard_size) if isinstance(max_shard_size, str) else int(max_shard_size))
@@ -213,7 +213,7 @@ def convert(
         if dtype is not None or max_shard_size is not None or weight_map_from is not None:
             raise InputError("--dtype, --max-shard-size and --weight-map apply to a checkpoint folder "
                              "(--to safetensors -o DIR/)")
-        from porttax.to_torch import convert_keras
+        from porttax.targets.torch import convert_keras
 
         return convert_keras(source, target=target, output=output, trust_code=trust_code,
                              channels_first=channels_first, parity=parity, seeds=seeds, profile=profile,
@@ -246,12 +246,12 @@ def convert(
         check_output(output, force)  # fail before the slow part, not after it
 
     import_torch()
-    from porttax.loading import load_torch_source
+    from porttax.sources.torch_source import load_torch_source
 
     t0 = time.perf_counter()
     progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
     if onnx_source:
-        from porttax.onnx_loading import load_onnx_source
+        from porttax.sources.onnx_source import load_onnx_source
 
         src = load_onnx_source(source, input_shapes)[0]
     else:
@@ -259,7 +259,7 @@ def convert(
                                 input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle,
                                 trust_code=trust_code)
     if getattr(src, "streamed", False) and (target in ("onnx", "executorch") or route == "onnx2tf"):
-        from porttax.loading import export_module
+        from porttax.sources.torch_source import export_module
 
         progress.stage(f"reading every weight: --to {target} needs the whole model in memory")
         src.program = export_module(src.runnable(), src.example, src.path)
@@ -269,17 +269,17 @@ def convert(
     if route == "onnx2tf":
         if target != "savedmodel" or output is None:
             raise InputError("the onnx2tf road writes a SavedModel", hint="use --to savedmodel -o DIR with --route onnx2tf")
-        from porttax.onnx2tf_road import convert_via_onnx2tf
+        from porttax.targets.onnx2tf import convert_via_onnx2tf
 
         return convert_via_onnx2tf(src, output=output, parity=parity, seeds=seeds, profile=profile,
                                    measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if target == "executorch":
-        from porttax.to_executorch import convert_torch_to_executorch
+        from porttax.targets.executorch import convert_torch_to_executorch
 
         return convert_torch_to_executorch(src, output=output, parity=parity, seeds=seeds, profile=profile,
                                            measure_latency=measure_latency, force=force, progress=progress, t0=t0)
     if target == "onnx":
-        from porttax.to_onnx import convert_torch_to_onnx
+        from porttax.targets.onnx import convert_torch_to_onnx
 
         return convert_torch_to_onnx(src, output=output, parity=parity, seeds=seeds, profile=profile,
                                      measure_latency=measure_latency, force=force, progress=progress, t0=t0)
@@ -315,7 +315,7 @@ def convert(
         (model, log, layer_map), roads = build()
 
     if target == "tflite":
-        from porttax.to_tflite import convert_keras_to_tflite
+        from porttax.targets.tflite import convert_keras_to_tflite
 
         result = convert_keras_to_tflite(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
                                          profile=profile, measure_latency=measure_latency, force=force,
@@ -323,7 +323,7 @@ def convert(
         result.roads, result.roads_text = [r.to_dict() for r in roads], [r.line() for r in roads]
         return result
     if target == "tfjs":
-        from porttax.to_tfjs import convert_keras_to_tfjs
+        from porttax.targets.tfjs import convert_keras_to_tfjs
 
         result = convert_keras_to_tfjs(model, layer_map, src, log, output=output, parity=parity, seeds=seeds,
                                        profile=profile, measure_latency=measure_latency, force=force,
@@ -352,7 +352,7 @@ def convert(
                 write_keras(model, tmp, layer_map)
                 _add_weight_map(tmp, log, src)
             else:
-                from porttax.llm_signatures import build_endpoints
+                from porttax.targets.llm_signatures import build_endpoints
 
                 with keras_dtype(src.float_dtype, src.weight_dtype):
                     endpoints = build_endpoints(src, model, max_cache_len=max_cache_len, progress=progress)
@@ -366,7 +366,7 @@ def convert(
                 if measure_latency:
                     _latency(src, runner, tax, progress)
             if parity and endpoints:
-                from porttax.llm_signatures import check_generation, step_tolerance
+                from porttax.targets.llm_signatures import check_generation, step_tolerance
 
                 progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
                                "against the source without a cache")
@@ -386,8 +386,8 @@ def _weights_dtype(model: Any) -> str:
 
 
 def _add_weight_map(path: Path, log: Any, src: Any) -> None:
-    """The way back to the source checkpoint's layout, inside the .keras (see porttax.weight_map)."""
-    from porttax.weight_map import add_to_keras_file, from_conversion
+    """The way back to the source checkpoint's layout, inside the .keras (see porttax.targets.weight_map)."""
+    from porttax.targets.weight_map import add_to_keras_file, from_conversion
 
     weight_map = from_conversion(log, src) if getattr(src, "program", None) is not None else None
     if weight_map is not None:
@@ -409,11 +409,11 @@ def _artifact_runner(target: str, path: Path, src: Any) -> Any:
 
 
 def _source_runner(src: Any) -> Any:
-    from porttax.keras_loading import KerasSource
+    from porttax.sources.keras_source import KerasSource
     from porttax.parity import TorchRunner
 
     if isinstance(src, KerasSource):  # a Keras model going to a TF-family target (tflite)
-        from porttax.to_torch import _source_runner as keras_source_runner
+        from porttax.targets.torch import _source_runner as keras_source_runner
 
         return keras_source_runner(src)
     if src.origin == "onnx":  # the reference is the ONNX file itself, as onnxruntime runs it

@@ -63,7 +63,7 @@ class Inspection:
     ops: list[OpCount]
     roads: list[RoadCoverage]
     seconds: float = 0.0
-    targets: list[Any] = field(default_factory=list)  # porttax.inspect_targets.TargetCheck, per target
+    targets: list[Any] = field(default_factory=list)  # porttax.targets.inspect.TargetCheck, per target
 
     def road(self, name: str) -> RoadCoverage | None:
         return next((r for r in self.roads if r.road == name), None)
@@ -106,8 +106,8 @@ class Inspection:
 
 def sniff_format(path: Path) -> str:
     """The format of a model path, from its name and a few bytes: never loads it."""
-    from porttax.hf_folder import is_hf_folder
-    from porttax.loading import is_torchscript
+    from porttax.sources.hf_folder import is_hf_folder
+    from porttax.sources.torch_source import is_torchscript
 
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
@@ -170,7 +170,7 @@ def inspect_model(
 def _inspect_torch(path: Path, fmt: str, *, deep: bool, **load: Any) -> Inspection:
     from porttax._frameworks import import_torch
     from porttax.converters.torch_to_keras.driver import decompose, scan_ops
-    from porttax.loading import load_torch_source
+    from porttax.sources.torch_source import load_torch_source
 
     import_torch()
     import porttax.converters.torch_to_keras  # noqa: F401  (registers converters)
@@ -221,7 +221,7 @@ def _inspect_torch(path: Path, fmt: str, *, deep: bool, **load: Any) -> Inspecti
         for entry in counts.values():
             entry.roads["onnx"] = onnx_road.complete
     type_counts = Counter(short_type(t) for m, t in layers.items())
-    from porttax.inspect_targets import torch_targets
+    from porttax.targets.inspect import torch_targets
 
     return Inspection(str(path), fmt, "torch", [s.to_dict() for s in src.specs], params_total, dict(dtypes),
                       dict(type_counts.most_common()), sorted(counts.values(), key=lambda o: -o.count),
@@ -233,7 +233,7 @@ def _torch_onnx_road(src: Any, layers: dict[str, str], params_total: int) -> Roa
     import onnx
 
     from porttax.errors import PorttaxError
-    from porttax.to_onnx import export_onnx
+    from porttax.targets.onnx import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="porttax-inspect-") as tmp:
         try:
@@ -260,7 +260,7 @@ def short_type(type_name: str) -> str:
 
 def _inspect_keras(path: Path, fmt: str, trust_code: bool) -> Inspection:
     from porttax.converters.keras_to_torch.driver import scan_layers
-    from porttax.keras_loading import load_keras_source
+    from porttax.sources.keras_source import load_keras_source
 
     src = load_keras_source(path, trust_code=trust_code)
     uses = scan_layers(src.model)
@@ -283,7 +283,7 @@ def _inspect_keras(path: Path, fmt: str, trust_code: bool) -> Inspection:
     road = RoadCoverage("direct", "torch", layers_total=len(uses),
                         layers_covered=sum(1 for u in uses if u.converter is not None), params_total=params_total,
                         params_covered=params_covered, unsupported=[o for o in counts.values() if not o.roads["direct"]])
-    from porttax.inspect_targets import keras_targets
+    from porttax.targets.inspect import keras_targets
 
     return Inspection(str(path), fmt, "keras", [s.to_dict() for s in src.specs], params_total, dict(dtypes),
                       dict(Counter(u.op for u in uses).most_common()), sorted(counts.values(), key=lambda o: -o.count),
@@ -298,7 +298,7 @@ def _inspect_onnx(path: Path) -> Inspection:
     import onnx
 
     from porttax.converters.onnx_to_torch.driver import find_unsupported
-    from porttax.file_checks import check_onnx_external_data
+    from porttax.sources.file_checks import check_onnx_external_data
 
     check_onnx_external_data(path)  # before the protobuf parser sees more than the model itself
     model = onnx.load(str(path), load_external_data=False)
@@ -329,7 +329,7 @@ def _inspect_onnx(path: Path) -> Inspection:
                         params_total=params_total, params_covered=params_covered,
                         unsupported=[o for o in counts.values() if not o.roads["direct"]])
     inputs = _onnx_inputs(model)
-    from porttax.inspect_targets import onnx_targets
+    from porttax.targets.inspect import onnx_targets
 
     return Inspection(str(path), "onnx", "onnx", inputs, params_total, dict(dtypes),
                       dict(Counter(o.op for o in counts.values() for _ in range(o.count)).most_common()),

@@ -112,10 +112,10 @@ def _reason(exc: Exception) -> str:
 
 def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Road:
     from porttax.converters.torch_to_keras.driver import convert_exported_program
-    from porttax.onnx_loading import load_onnx_source
+    from porttax.sources.onnx_source import load_onnx_source
     from porttax.parity import KerasRunner, check_parity
     from porttax.parity.runners import OnnxRunner
-    from porttax.to_onnx import export_onnx
+    from porttax.targets.onnx import export_onnx
 
     road = Road("onnx")
     if getattr(src, "streamed_from_file", False):  # its program holds placeholders, not weights
@@ -127,7 +127,7 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
         try:
             progress.stage("exporting to ONNX (onnx road)")
             if src.origin == "torchscript":  # its own exporter reads the script, not the captured program
-                from porttax.torchscript import export_script_onnx
+                from porttax.sources.torchscript import export_script_onnx
 
                 try:
                     export_script_onnx(src.module, src.example, path, [s.name for s in src.specs])

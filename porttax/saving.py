@@ -229,7 +229,7 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
     `jit` compiles the serving function with XLA: small models, whose time goes to per-op dispatch,
     run about twice as fast; TF Serving then needs `--xla_cpu_compilation_enabled=true`, so it is opt-in.
     `endpoints` are further signatures by name, Keras models sharing `model`'s layers (an LLM's
-    `logits` and `decode`, porttax.llm_signatures); shared variables are saved once.
+    `logits` and `decode`, porttax.targets.llm_signatures); shared variables are saved once.
     """
     from porttax._frameworks import import_keras
 
@@ -266,7 +266,7 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
         archive.track_and_add_endpoint(name, extra, [extra_spec])
     _save_each_variable_once(archive)
     archive.write_out(str(path), verbose=False)
-    from porttax.keras_loading import KERAS_CONFIG, savedmodel_config
+    from porttax.sources.keras_source import KERAS_CONFIG, savedmodel_config
 
     (path / KERAS_CONFIG).parent.mkdir(parents=True, exist_ok=True)
     (path / KERAS_CONFIG).write_text(savedmodel_config(model))  # lets the Keras → torch road read it back
@@ -312,7 +312,7 @@ def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[s
     torch = import_torch()
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     if fmt == "safetensors":
-        from porttax.safetensors_file import write_safetensors
+        from porttax.sources.safetensors_file import write_safetensors
 
         write_safetensors(tensors, path, metadata)
     else:

@@ -240,7 +240,7 @@ def test_existing_output_is_untouched_without_force(tmp_path: Path) -> None:
 # --- reproducibility: the same input converts to the same weights -----------------------------------
 
 def _keras_weight_digest(path: Path) -> str:
-    from porttax.keras_loading import load_keras_file
+    from porttax.sources.keras_source import load_keras_file
 
     model = load_keras_file(path)
     h = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""porttax.file_checks against hostile bytes: every input ends in a result or an InputError, never a crash.
+"""porttax.sources.file_checks against hostile bytes: every input ends in a result or an InputError, never a crash.
 
 The property tests run a fixed budget of examples from a fixed seed, so two runs see the same inputs;
 set PORTTAX_FUZZ_SEED to explore others. A failure reports the seed and a @reproduce_failure blob.
@@ -25,7 +25,7 @@ from safetensors import deserialize, safe_open
 from safetensors.numpy import save_file
 
 from porttax.errors import InputError
-from porttax.file_checks import (
+from porttax.sources.file_checks import (
     MAX_SAFETENSORS_HEADER,
     SAFETENSORS_DTYPE_BITS,
     check_onnx_external_data,

@@ -12,7 +12,7 @@ import pytest
 from bad_inputs import hf_llama_folder
 from porttax import cli
 from porttax._frameworks import import_torch
-from porttax.keras_loading import load_keras_file
+from porttax.sources.keras_source import load_keras_file
 
 torch = import_torch()
 
@@ -183,7 +183,7 @@ def test_savedmodel_generates_through_its_kv_cache_signature(family: str, tmp_pa
     import tensorflow as tf
 
     from porttax.conversion import convert
-    from porttax.llm_signatures import check_generation
+    from porttax.targets.llm_signatures import check_generation
 
     folder, reference = _hf_family_folder(tmp_path, family)
     out = tmp_path / "sm"

@@ -262,7 +262,7 @@ def test_batch_and_sequence_dims_stay_dynamic_in_the_pt2(tmp_path: Path) -> None
 
 
 def test_token_ids_stay_below_the_embedding_size() -> None:
-    from porttax.keras_loading import keras_specs
+    from porttax.sources.keras_source import keras_specs
 
     ids = keras.Input((7,), dtype="int32", name="ids")
     model = keras.Model(ids, layers.Embedding(13, 4, name="emb")(ids))

@@ -117,7 +117,7 @@ def test_wheel_has_no_generic_top_level_packages(tmp_path: Path, repo: Path) -> 
 
 
 def test_numeric_inputs_from_signature_are_valid_token_ids() -> None:
-    from porttax.loading import load_torch_source
+    from porttax.sources.torch_source import load_torch_source
     from porttax.parity import make_inputs
 
     module = models.build_model("llama-tiny")

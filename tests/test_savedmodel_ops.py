@@ -19,7 +19,7 @@ import porttax
 from porttax import cli
 from porttax._frameworks import import_keras, import_tf
 from porttax.errors import InputError
-from porttax.savedmodel_checks import SAVEDMODEL_DENIED_OPS, check_savedmodel_ops
+from porttax.sources.savedmodel_checks import SAVEDMODEL_DENIED_OPS, check_savedmodel_ops
 
 tf = import_tf()
 keras = import_keras()
@@ -130,7 +130,7 @@ def test_write_file_in_the_serving_signature(tmp_path: Path, capsys: pytest.Capt
     message = _refused(sm, "WriteFile", capsys, canary)
     assert "writes files" in message and "__inference_" in message
     # The Keras -> torch road reads a SavedModel that carries a Keras config; a hostile one can carry one too.
-    from porttax.keras_loading import KERAS_CONFIG, savedmodel_config
+    from porttax.sources.keras_source import KERAS_CONFIG, savedmodel_config
 
     x = keras.Input((4,), name="x")
     (sm / KERAS_CONFIG).parent.mkdir(parents=True)

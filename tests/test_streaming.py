@@ -1,4 +1,4 @@
-"""Streamed checkpoints (porttax.lazy_weights): the architecture is captured on placeholder parameters
+"""Streamed checkpoints (porttax.sources.lazy_weights): the architecture is captured on placeholder parameters
 and every weight is read from its safetensors file only when the converter needs it. Checked against
 the same conversion with the checkpoint loaded whole. (Memory figures: bench/llm_memory.py.)"""
 
@@ -12,7 +12,7 @@ import pytest
 from bad_inputs import hf_llama_folder
 from porttax import convert
 from porttax._frameworks import import_torch
-from porttax.loading import load_torch_source
+from porttax.sources.torch_source import load_torch_source
 
 torch = import_torch()
 

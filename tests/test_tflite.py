@@ -65,7 +65,7 @@ def test_tflite_needs_a_tflite_path(tmp_path: Path) -> None:
 
 def test_flex_ops_are_named_not_crashed_on(tmp_path: Path) -> None:
     """A SavedModel whose function needs an op LiteRT's builtins lack (MatrixDeterminant)."""
-    from porttax.to_tflite import savedmodel_to_tflite
+    from porttax.targets.tflite import savedmodel_to_tflite
 
     tf = import_tf()
 

@@ -117,7 +117,7 @@ def _list_parser() -> argparse.ArgumentParser:
 
 
 def _read_list(path: Path) -> tuple[list[ModelEntry], list[dict[str, str]]]:
-    from porttax.loading import parse_shape
+    from porttax.sources.torch_source import parse_shape
 
     models: list[ModelEntry] = []
     skipped: list[dict[str, str]] = []

@@ -2,7 +2,7 @@
 
 This folder is also a small Node package (`package.json`, `package-lock.json`, `run_graph_model.mjs`):
 the runner that executes graph models on TF.js's pure-JavaScript CPU backend for porttax's parity
-checks. See porttax/to_tfjs.py for the target itself and `env` for why the converter lives in a
+checks. See porttax/targets/tfjs.py for the target itself and `env` for why the converter lives in a
 virtual environment of its own.
 """
 

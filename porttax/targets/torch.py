@@ -57,7 +57,7 @@ def convert_keras(
     import_torch()  # before Keras/TensorFlow: see porttax._frameworks
     import_keras()
     from porttax.converters.keras_to_torch.driver import convert_keras_model
-    from porttax.keras_loading import load_keras_source
+    from porttax.sources.keras_source import load_keras_source
 
     t0 = time.perf_counter()
     progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
@@ -125,7 +125,7 @@ def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
     mapping = json.dumps(_mapping(result, src), indent=1)
     if target == "onnx":  # Keras → torch module → torch.export → torch.onnx.export
         from porttax._frameworks import import_torch
-        from porttax.to_onnx import export_onnx
+        from porttax.targets.onnx import export_onnx
 
         example, dynamic = export_example(result, src)
         program = import_torch().export.export(module, example, dynamic_shapes=dynamic)
@@ -134,7 +134,7 @@ def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
     if target == "executorch":  # Keras → torch module → torch.export (static shapes) → ExecuTorch
         from porttax._frameworks import import_torch
         from porttax.parity import make_inputs
-        from porttax.to_executorch import program_to_pte
+        from porttax.targets.executorch import program_to_pte
 
         inputs = make_inputs(result.inputs, 0)  # the sizes parity feeds: a .pte is static-shaped
         example = tuple(import_torch().from_numpy(np.ascontiguousarray(inputs[s.name])) for s in result.inputs)

@@ -90,7 +90,7 @@ def load_keras_file(path: Path, trust_code: bool = False) -> Any:
     kind = "keras" if path.suffix.lower() == ".keras" else "h5"
     config: Any = None
     if kind == "keras":
-        from porttax.file_checks import check_zip
+        from porttax.sources.file_checks import check_zip
 
         if not zipfile.is_zipfile(path):
             raise InputError("not a .keras archive (not a zip file)", path=str(path),
@@ -127,7 +127,7 @@ def load_keras_file(path: Path, trust_code: bool = False) -> Any:
 
 def _archive_config(path: Path) -> Any:
     """The archive's config.json, checked as data before Keras deserialises anything from it."""
-    from porttax.file_checks import check_zip
+    from porttax.sources.file_checks import check_zip
 
     members = check_zip(path, what="Keras archive")
     if "config.json" not in members:
@@ -174,14 +174,14 @@ def _is_hdf5(path: Path) -> bool:
 def _load_savedmodel(path: Path) -> Any:
     """A SavedModel porttax wrote: rebuild the Keras model from its stored config, weights by variable path."""
     from porttax._frameworks import import_tf
-    from porttax.savedmodel_checks import check_savedmodel_ops
+    from porttax.sources.savedmodel_checks import check_savedmodel_ops
 
     keras = import_keras()
     if not (path / "saved_model.pb").is_file():
         raise InputError("a directory must be a SavedModel (no saved_model.pb here)", path=str(path))
     config_file = path / KERAS_CONFIG
     if not config_file.is_file():
-        from porttax import keras2_savedmodel
+        from porttax.sources import keras2_savedmodel
 
         if keras2_savedmodel.has_keras2_metadata(path):
             return keras2_savedmodel.rebuild(path)

@@ -41,7 +41,7 @@ def run_onnx2tf(onnx_path: Path, out_dir: Path, *, name: str = "model") -> None:
     with tempfile.TemporaryDirectory(prefix="porttax-onnx2tf-") as scratch:
         np.save(Path(scratch) / _SAMPLE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        result = subprocess.run([sys.executable, "-m", "porttax.onnx2tf_worker", str(onnx_path), str(out_dir)],
+        result = subprocess.run([sys.executable, "-m", "porttax.targets.onnx2tf_worker", str(onnx_path), str(out_dir)],
                                 cwd=scratch, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     if result.returncode != 0 or not (out_dir / "saved_model.pb").is_file():
         lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
@@ -61,7 +61,7 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
     from porttax.parity.runners import OnnxRunner
     from porttax.routes import Road
     from porttax.saving import atomic_output
-    from porttax.to_onnx import export_onnx
+    from porttax.targets.onnx import export_onnx
 
     progress = progress or QUIET
     t0 = time.perf_counter() if t0 is None else t0

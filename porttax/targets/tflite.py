@@ -158,7 +158,7 @@ def convert_keras_source_to_tflite(source: Any, *, output: str | Path | None, tr
     lists each Keras layer as carried over as is."""
     from porttax._frameworks import import_keras, import_torch
     from porttax.converters.mapping_log import MappingLog
-    from porttax.keras_loading import load_keras_source
+    from porttax.sources.keras_source import load_keras_source
     from porttax.saving import check_output
 
     progress = progress or QUIET

@@ -31,8 +31,8 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
 
     from porttax._frameworks import import_torch
     from porttax.converters.onnx_to_torch.driver import convert_onnx_model
-    from porttax.file_checks import check_onnx_external_data
-    from porttax.loading import TorchSource, export_module, specs_from_program
+    from porttax.sources.file_checks import check_onnx_external_data
+    from porttax.sources.torch_source import TorchSource, export_module, specs_from_program
 
     path = Path(path)
     if not path.is_file():

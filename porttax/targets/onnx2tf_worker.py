@@ -1,4 +1,4 @@
-"""Child process that runs onnx2tf: `python -m porttax.onnx2tf_worker MODEL.onnx OUT_DIR`.
+"""Child process that runs onnx2tf: `python -m porttax.targets.onnx2tf_worker MODEL.onnx OUT_DIR`.
 
 onnx2tf is run in its own process because it reconfigures TensorFlow's logging and global state,
 and prints freely; porttax keeps its own process clean and reads back only the SavedModel. The

@@ -1,6 +1,6 @@
 """Keras → the source's own checkpoint layout: `porttax convert llama.keras --to safetensors -o dir/`.
 
-A `.keras` porttax converted from a checkpoint carries its weight map (porttax.weight_map), so the
+A `.keras` porttax converted from a checkpoint carries its weight map (porttax.targets.weight_map), so the
 way back needs no converter at all: each Keras variable goes back through the inverse of its layout
 transform, under its source key, in the dtype the checkpoint stored (bf16 stays bf16) unless
 `--dtype` says otherwise. The folder is what transformers' `save_pretrained` writes: `config.json`
@@ -57,9 +57,9 @@ def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str |
     from porttax._frameworks import import_keras, import_torch
     from porttax.conversion import ConversionResult
     from porttax.converters.mapping_log import MappingLog, WeightPort
-    from porttax.keras_loading import load_keras_source
+    from porttax.sources.keras_source import load_keras_source
     from porttax.saving import atomic_output, check_output
-    from porttax.weight_map import read_keras_file
+    from porttax.targets.weight_map import read_keras_file
 
     progress = progress or QUIET
     if dtype is not None and dtype not in FLOAT_DTYPES:
@@ -102,7 +102,7 @@ def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str |
         tax.peak_rss_mb = peak_rss_mb()
         report = None
         if parity or measure_latency:
-            from porttax.to_torch import _latency, _parity
+            from porttax.targets.torch import _latency, _parity
 
             runner = folder_runner(tmp, weight_map, [s.name for s in src.specs], name=Path(output).name)
             report = _parity(src, runner, seeds, profile, progress) if parity else None
@@ -119,7 +119,7 @@ def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str |
 def write_checkpoint_folder(model: Any, weight_map: Any, folder: Path, *, dtype: str | None = None,
                             max_shard_bytes: int = DEFAULT_SHARD_BYTES, progress: Progress = QUIET) -> list[Any]:
     """config.json plus the weights, one tensor in memory at a time; returns the entries written."""
-    from porttax.safetensors_file import write_safetensors_lazily
+    from porttax.sources.safetensors_file import write_safetensors_lazily
 
     entries = _checked_entries(weight_map)
     variables = _variables(model, entries)
@@ -141,7 +141,7 @@ def write_checkpoint_folder(model: Any, weight_map: Any, folder: Path, *, dtype:
             return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16).to(getattr(torch, out_dtype))
         return torch.from_numpy(array).to(getattr(torch, out_dtype))
 
-    from porttax.safetensors_file import LazyEntry
+    from porttax.sources.safetensors_file import LazyEntry
 
     lazy = [LazyEntry(e.source_key, _out_dtype(e.dtype, dtype), e.source_shape,
                       lambda e=e: make(e, _out_dtype(e.dtype, dtype))) for e in entries]
@@ -164,7 +164,7 @@ def write_checkpoint_folder(model: Any, weight_map: Any, folder: Path, *, dtype:
 def folder_runner(folder: Path, weight_map: Any, input_names: list[str], *, name: str) -> Any:
     """The written folder as porttax reads any checkpoint folder, built into the source architecture."""
     from porttax import models
-    from porttax.hf_folder import read_hf_folder
+    from porttax.sources.hf_folder import read_hf_folder
     from porttax.parity import TorchRunner
 
     arch, config, state = read_hf_folder(folder, weight_map.arch, stream=False)

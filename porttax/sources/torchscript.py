@@ -85,7 +85,7 @@ def via_ts2ep(script: Any, example: Sequence[Any], names: Sequence[str]) -> Any:
 
 
 def via_onnx(script: Any, example: Sequence[Any], names: Sequence[str]) -> Any:
-    from porttax.onnx_loading import load_onnx_source
+    from porttax.sources.onnx_source import load_onnx_source
 
     with tempfile.TemporaryDirectory(prefix="porttax-torchscript-") as folder:
         path = Path(folder) / "torchscript.onnx"

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UntrustedInputError, brief
-from porttax.file_checks import check_safetensors, check_zip
+from porttax.sources.file_checks import check_safetensors, check_zip
 from porttax.types import TensorSpec
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -34,7 +34,7 @@ class TorchSource:
     origin: str  # "module", "pt2", "pickle", "state_dict", "torchscript", "onnx"
     path: str | None = None
     capture: str = "torch.export"  # how the program was made: "torch.export", or "onnx" (the ONNX road)
-    streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.lazy_weights)
+    streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.sources.lazy_weights)
     arch: str | None = None  # a state_dict source's architecture and config (porttax.models)
     config: dict[str, Any] | None = None
     # a checkpoint source's tensors as stored (key -> dtype name, "bfloat16" included), before porttax
@@ -54,15 +54,15 @@ class TorchSource:
 
     @property
     def streamed(self) -> bool:
-        """Weights still in the checkpoint file (porttax.lazy_weights), read when a converter needs them."""
-        from porttax.lazy_weights import is_streamed
+        """Weights still in the checkpoint file (porttax.sources.lazy_weights), read when a converter needs them."""
+        from porttax.sources.lazy_weights import is_streamed
 
         return isinstance(self.module, import_torch().nn.Module) and is_streamed(self.module)
 
     def runnable(self) -> Any:
         """The module to run as the reference; a streamed one reads all its weights first. In a
         half-precision conversion it runs in that dtype (a user's own module is copied first)."""
-        from porttax.lazy_weights import materialize
+        from porttax.sources.lazy_weights import materialize
 
         if self.streamed:
             materialize(self.module)
@@ -183,7 +183,7 @@ def load_torch_source(
 ) -> TorchSource:
     """Load any PyTorch source porttax accepts; see README "Inputs" for the formats.
 
-    A TorchScript archive is a program (see porttax.torchscript): it loads with `trust_code` or
+    A TorchScript archive is a program (see porttax.sources.torchscript): it loads with `trust_code` or
     `trust_pickle`, either of which says the user trusts code stored in the file.
     """
     torch = import_torch()
@@ -201,7 +201,7 @@ def load_torch_source(
     if not path.exists():
         raise InputError("no such file or directory", path=str(path), hint="check the path and the working directory")
     if path.is_dir():
-        from porttax.hf_folder import is_hf_folder, read_hf_folder
+        from porttax.sources.hf_folder import is_hf_folder, read_hf_folder
 
         if is_hf_folder(path):
             arch_name, hf_config, state = read_hf_folder(path, arch, stream=stream)
@@ -224,7 +224,7 @@ def load_torch_source(
         from safetensors.torch import load_file
 
         entries = check_safetensors(path)  # header, dtypes, spans: before the library maps a single byte
-        from porttax.lazy_weights import lazy_state, should_stream
+        from porttax.sources.lazy_weights import lazy_state, should_stream
 
         try:
             streaming = should_stream([path]) if stream is None else stream
@@ -283,7 +283,7 @@ def load_torch_source(
 
 def _from_torchscript(path: Path, example_inputs: Any, input_shapes: Any, input_dtypes: Any, arch: str | None,
                       config: Any, *, trusted: bool) -> TorchSource:
-    from porttax import torchscript
+    from porttax.sources import torchscript
 
     if not trusted:
         raise UntrustedInputError(
@@ -304,10 +304,10 @@ def _from_torchscript(path: Path, example_inputs: Any, input_shapes: Any, input_
 
 
 def _load_weights_only(path: Path, is_zip: bool) -> Any:
-    """`torch.load(weights_only=True)`; a large zip checkpoint (see porttax.lazy_weights.should_stream)
+    """`torch.load(weights_only=True)`; a large zip checkpoint (see porttax.sources.lazy_weights.should_stream)
     is mapped instead of read, and a state_dict in it comes back as meta tensors that point at their
     bytes in the file, so its weights stream into the converter like a safetensors checkpoint's."""
-    from porttax.lazy_weights import lazy_torch_state, should_stream
+    from porttax.sources.lazy_weights import lazy_torch_state, should_stream
 
     torch = import_torch()
     if not (is_zip and should_stream([path])):
@@ -400,7 +400,7 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
             f"(presets: {', '.join(models.list_presets())})")
     if cfg is not None:
         cfg = {k: v for k, v in cfg.items() if k != "arch"}
-    from porttax.lazy_weights import lazy_of
+    from porttax.sources.lazy_weights import lazy_of
 
     lazy = any(lazy_of(v) is not None for v in state.values())
     stored = {key: (lazy_of(v).torch_dtype if lazy_of(v) is not None else str(v.dtype).removeprefix("torch."))

@@ -221,7 +221,7 @@ def _keras_reference(source: Any, trust_code: bool) -> tuple[Any, Any]:
     SavedModel directory its own serving graph (what the converter reads), inputs named as it names them."""
     from dataclasses import replace
 
-    from porttax.keras_loading import KerasSource, load_keras_source
+    from porttax.sources.keras_source import KerasSource, load_keras_source
     from porttax.parity import KerasRunner, SavedModelRunner
 
     if isinstance(source, (str, Path)) and Path(source).is_dir():

@@ -6,7 +6,7 @@ the same architecture with every width cut to a few units and the same number of
 the same layers, in the same order, with the same variables as the full model. Each skeleton
 variable is filled with its own index and saved with Keras' `save_weights`, which tells where Keras
 puts every variable in the file. Then each checkpoint tensor is read from its safetensors file
-(porttax.lazy_weights), put through the same layout transform the converter used for it, and written
+(porttax.sources.lazy_weights), put through the same layout transform the converter used for it, and written
 to that place at its real size; the groups and attributes Keras reads come from the skeleton's file.
 
 The result loads with `model.load_weights(path)` into the Keras model `porttax convert --to keras`
@@ -60,7 +60,7 @@ def convert_to_keras_weights(source: Any, *, output: str | Path, arch: str | Non
     from porttax.conversion import ConversionResult
     from porttax.converters.mapping_log import MappingLog, WeightPort
     from porttax.errors import PorttaxError
-    from porttax.lazy_weights import LazyTensor
+    from porttax.sources.lazy_weights import LazyTensor
     from porttax.saving import atomic_output, check_output
     from porttax.types import TensorSpec
 
@@ -71,7 +71,7 @@ def convert_to_keras_weights(source: Any, *, output: str | Path, arch: str | Non
     with tempfile.TemporaryDirectory(prefix="porttax-weights-") as tmp:
         progress.stage("learning the weight layout from a skeleton of the architecture (widths cut down), "
                        "in a child process")
-        cmd = [sys.executable, "-m", "porttax.keras_weights", str(source), tmp, json.dumps(config) if isinstance(
+        cmd = [sys.executable, "-m", "porttax.targets.keras_weights", str(source), tmp, json.dumps(config) if isinstance(
             config, dict) else (str(config) if config is not None else ""), arch or ""]
         done = subprocess.run(cmd, capture_output=True, text=True)
         plan_file = Path(tmp) / "plan.json"
@@ -124,8 +124,8 @@ def plan(source: str, workdir: Path, config: Any, arch: str | None) -> dict[str,
     from porttax import models
     from porttax._frameworks import import_keras, import_torch
     from porttax.converters.torch_to_keras.driver import convert_exported_program
-    from porttax.lazy_weights import lazy_of
-    from porttax.loading import export_module, load_torch_source
+    from porttax.sources.lazy_weights import lazy_of
+    from porttax.sources.torch_source import export_module, load_torch_source
 
     import_torch()
     import_keras()
@@ -232,7 +232,7 @@ def _write(skeleton_file: bytes, plan: list[tuple[str, Any, list[tuple[int, ...]
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m porttax.keras_weights SOURCE WORKDIR CONFIG ARCH`: the planning child."""
+    """`python -m porttax.targets.keras_weights SOURCE WORKDIR CONFIG ARCH`: the planning child."""
     import json
 
     from porttax.errors import PorttaxError

@@ -136,7 +136,7 @@ class LazyTensor:
 
 
 def lazy_state(path: str | os.PathLike[str], entries: dict[str, Any]) -> dict[str, Any]:
-    """Meta tensors for the entries `porttax.file_checks.check_safetensors` returned for `path`."""
+    """Meta tensors for the entries `porttax.sources.file_checks.check_safetensors` returned for `path`."""
     with open(path, "rb") as f:
         header_len = int.from_bytes(f.read(8), "little")
     data_start = 8 + header_len

@@ -96,8 +96,8 @@ def _tf_family(src: Any, keras: TargetCheck, deep: bool) -> list[TargetCheck]:
                             "runs it")]
     from porttax.converters.torch_to_keras.driver import convert_exported_program
     from porttax.saving import write_savedmodel
-    from porttax.to_tflite import savedmodel_to_tflite
-    from porttax.to_tfjs import savedmodel_to_tfjs
+    from porttax.targets.tflite import savedmodel_to_tflite
+    from porttax.targets.tfjs import savedmodel_to_tfjs
 
     checks = []
     with tempfile.TemporaryDirectory(prefix="porttax-inspect-tf-") as tmp:
@@ -148,7 +148,7 @@ def _executorch(program: Any, src: Any, deep: bool) -> TargetCheck:
                            note="ops outside core ATen, which the edge dialect does not take")
     if not deep:
         return TargetCheck("executorch", via, True, note="core ATen only (--deep lowers it)")
-    from porttax.to_executorch import program_to_pte, require_executorch, static_program
+    from porttax.targets.executorch import program_to_pte, require_executorch, static_program
 
     try:
         require_executorch()

@@ -4,7 +4,7 @@ holds, through which layout transform, and how the checkpoint stored it.
 When porttax converts a PyTorch checkpoint, each weight's port is known exactly (source key, Keras
 variable, transform, stored dtype), so the `.keras` keeps that list as `porttax/weight_map.json` in
 its zip, beside the layer map; Keras ignores the entry. `porttax convert model.keras --to safetensors
--o folder/` (porttax.checkpoint_export) reads it to write the weights back under their source names,
+-o folder/` (porttax.targets.checkpoint) reads it to write the weights back under their source names,
 in their source layout and dtype. The map names places, not values, so it stays true after the Keras
 model is fine-tuned: that is the point of exporting back.
 

@@ -155,7 +155,7 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 def rebuild(path: Path) -> Any:
     """A Keras 3 model from a TF-Keras 2 SavedModel's config, with its weights loaded."""
     from porttax._frameworks import import_keras, import_tf
-    from porttax.savedmodel_checks import check_savedmodel_ops
+    from porttax.sources.savedmodel_checks import check_savedmodel_ops
 
     keras = import_keras()
     config = root_config(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from porttax.errors import InputError, brief
-from porttax.file_checks import open_regular, show_value
+from porttax.sources.file_checks import open_regular, show_value
 
 MAX_SAVED_MODEL_PB = 2 * 1024**3  # protobuf cannot parse a larger message; TensorFlow cannot either
 
