@@ -8,7 +8,7 @@ written tensor by tensor), then runs each conversion in its own process and read
 RSS from the kernel (wait4's ru_maxrss, which counts everything the process ever held):
 
 - SavedModel: `porttax convert DIR --to savedmodel --no-parity` (streamed: weights are read one at a
-  time into the Keras model, the only copy; see porttax.sources.lazy_weights). Target: peak RSS ≤ 1.5 × the
+  time into the Keras model, the only copy; see porttax.lazy_weights). Target: peak RSS ≤ 1.5 × the
   checkpoint's size in float32. By default a bf16 checkpoint's weights stay bf16 (porttax.dtype_policy);
   the `savedmodel-fp32` row widens them (`--dtype float32`), the case the target was set for.
 - Keras weights: `porttax convert DIR --to keras-weights -o model.weights.h5` (weights-only: each

@@ -357,7 +357,7 @@ def load_state_dict_model(
 ) -> "nn.Module":
     """Build the architecture and load `state_dict` into it strictly; returns the model in eval mode.
 
-    `lazy=True` takes the meta tensors of a streamed checkpoint (porttax.sources.lazy_weights): the model's
+    `lazy=True` takes the meta tensors of a streamed checkpoint (porttax.lazy_weights): the model's
     parameters stay on the meta device, each pointing at its bytes in the file.
 
     Raises InputError naming every missing key, unexpected key and shape mismatch at once, so one
@@ -368,7 +368,7 @@ def load_state_dict_model(
 
     arch, cfg = resolve(name, config)
     if lazy:
-        from porttax.sources.lazy_weights import empty_parameters
+        from porttax.lazy_weights import empty_parameters
 
         with empty_parameters():
             model = _build(arch, cfg, seed=0)
@@ -410,7 +410,7 @@ def load_state_dict_model(
             hint="check that the architecture and config match the checkpoint",
         )
     if lazy:
-        from porttax.sources.lazy_weights import attach
+        from porttax.lazy_weights import attach
 
         attach(model, given)
         return model.eval()

@@ -151,12 +151,11 @@ def _pt2_layer_map(path: Path) -> Any:
     """The layer map a `.pt2` from porttax's Keras → torch road carries (None for any other .pt2)."""
     import zipfile
 
-    from porttax.parity.taps import LayerMap
-    from porttax.targets.torch import PT2_LAYER_MAP
+    from porttax.layer_map import PT2_ENTRY, LayerMap
 
     try:
         with zipfile.ZipFile(path) as z:
-            name = next((n for n in z.namelist() if n.endswith("extra/" + PT2_LAYER_MAP)), None)
+            name = next((n for n in z.namelist() if n.endswith("extra/" + PT2_ENTRY)), None)
             return LayerMap.from_json(z.read(name).decode()) if name else None
     except (zipfile.BadZipFile, ValueError, KeyError):
         return None

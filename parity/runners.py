@@ -22,7 +22,7 @@ import numpy as np
 from porttax._frameworks import import_keras, import_tf, import_torch
 from porttax.errors import InputError
 from porttax.sources.savedmodel_checks import check_savedmodel_ops
-from porttax.types import Dim, Framework, TensorSpec
+from porttax.types import Framework, TensorSpec, spec_dims
 
 
 class Runner(ABC):
@@ -109,11 +109,6 @@ def validate_inputs(inputs: Mapping[str, Any], specs: Sequence[TensorSpec], runn
 def natural_key(key: str) -> list[Any]:
     """Sort key that puts output_2 before output_10."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
-
-
-def _dims(shape: Sequence[int | None], name: str) -> tuple[Dim, ...]:
-    """A framework shape as spec dims: unknown axis 0 is "batch", other unknown axes are private to the input."""
-    return tuple(d if d is not None else ("batch" if i == 0 else f"{name}.{i}") for i, d in enumerate(shape))
 
 
 # --- torch -------------------------------------------------------------------------------------------
@@ -280,7 +275,7 @@ class KerasRunner(Runner):
         name: str | None = None,
         layer_map: Any = None,
     ) -> None:
-        from porttax.parity.taps import read_keras_file
+        from porttax.layer_map import read_keras_file
 
         keras = import_keras()
         self.layer_map = layer_map
@@ -327,7 +322,7 @@ class KerasRunner(Runner):
             if len(input_names) != len(names):
                 raise InputError(f"keras:{self.name}: {len(input_names)} input_names for {len(names)} inputs")
             names = list(input_names)
-        specs = [TensorSpec(n, _dims(t.shape, n), str(t.dtype)) for n, (_, t) in zip(names, pairs)]
+        specs = [TensorSpec(n, spec_dims(t.shape, n), str(t.dtype)) for n, (_, t) in zip(names, pairs)]
         if kind == "dict":
             self._dict_keys = [k for k, _ in pairs]
         return kind, names, specs
@@ -404,9 +399,9 @@ class SavedModelRunner(Runner):
         self._fn = self._loaded.signatures[signature]
         _, kwargs = self._fn.structured_input_signature
         self.input_names = list(kwargs)
-        self.specs = [TensorSpec(n, _dims(s.shape.as_list(), n), s.dtype.name) for n, s in kwargs.items()]
+        self.specs = [TensorSpec(n, spec_dims(s.shape.as_list(), n), s.dtype.name) for n, s in kwargs.items()]
         self.output_names = sorted(self._fn.structured_outputs, key=natural_key)
-        from porttax.parity.taps import SIGNATURE, read_savedmodel
+        from porttax.layer_map import SIGNATURE, read_savedmodel
 
         self.layer_map = read_savedmodel(path) if SIGNATURE in self._loaded.signatures else None
 
@@ -422,7 +417,8 @@ class SavedModelRunner(Runner):
 
     def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Tap outputs from the `porttax_layers` signature porttax writes beside `serving_default`."""
-        from porttax.parity.taps import SIGNATURE, to_source_layout
+        from porttax.layer_map import SIGNATURE
+        from porttax.parity.taps import to_source_layout
 
         if self.layer_map is None:
             return None
@@ -470,7 +466,7 @@ class OnnxRunner(Runner):
             raise InputError(f"onnxruntime cannot load the model: {exc}", path=str(path)) from exc
         self.name = name or path.name
         self.input_names = [i.name for i in self._session.get_inputs()]
-        self.specs = [TensorSpec(i.name, _dims([d if isinstance(d, int) else None for d in i.shape], i.name),
+        self.specs = [TensorSpec(i.name, spec_dims([d if isinstance(d, int) else None for d in i.shape], i.name),
                                  _ONNX_TYPES.get(i.type, "float32")) for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
@@ -508,7 +504,7 @@ class TfLiteRunner(Runner):
         signatures = self._interpreter.get_signature_list()
         self.name = name or path.name
         self.input_names = list(signatures[signature]["inputs"])
-        self.specs = [TensorSpec(n, _dims([int(d) for d in details[n]["shape"]], n), np.dtype(details[n]["dtype"]).name)
+        self.specs = [TensorSpec(n, spec_dims([int(d) for d in details[n]["shape"]], n), np.dtype(details[n]["dtype"]).name)
                       for n in self.input_names]
         self.output_names = sorted(signatures[signature]["outputs"], key=natural_key)
 
@@ -577,7 +573,8 @@ class ExecuTorchRunner(Runner):
     def __init__(self, path: str | Path, *, name: str | None = None, input_names: Sequence[str] | None = None) -> None:
         import json
 
-        from porttax.targets.executorch import INPUT_NAMES, OUTPUT_NAMES, require_executorch
+        from porttax._frameworks import require_executorch
+        from porttax.layer_map import PTE_INPUT_NAMES as INPUT_NAMES, PTE_OUTPUT_NAMES as OUTPUT_NAMES
 
         require_executorch()
         from executorch.runtime import Runtime
@@ -644,7 +641,7 @@ class TfjsRunner(Runner):
         self.input_names = [t.key for t in signature.inputs]
         # an input of unknown rank leaves names as all that can be checked
         known = all(t.shape is not None for t in signature.inputs)
-        self.specs = [TensorSpec(t.key, _dims(list(t.shape or ()), t.key), t.dtype)
+        self.specs = [TensorSpec(t.key, spec_dims(list(t.shape or ()), t.key), t.dtype)
                       for t in signature.inputs] if known else None
         outputs = sorted(signature.outputs, key=lambda t: natural_key(t.key))
         self.output_names = [t.key for t in outputs]

@@ -73,3 +73,24 @@ def import_tf() -> ModuleType:
     import tensorflow as tf
 
     return tf
+
+
+_EXECUTORCH_HINT = "pip install 'porttax[executorch]' (executorch 1.5, beside torch 2.14)"
+
+
+def require_executorch() -> None:
+    """Import ExecuTorch's exporter and runtime, or say how to install them (it is an optional extra)."""
+    import logging
+
+    pytree = logging.getLogger("torch.utils._pytree")  # torchao's import warns about an enum it registers
+    level = pytree.level
+    pytree.setLevel(logging.ERROR)
+    try:
+        import executorch.exir  # noqa: F401
+        import executorch.runtime  # noqa: F401
+    except ImportError as exc:
+        from porttax.errors import InputError, brief
+
+        raise InputError(f"ExecuTorch is not installed ({brief(exc)})", hint=_EXECUTORCH_HINT) from None
+    finally:
+        pytree.setLevel(level)

@@ -428,7 +428,8 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{name:10s} {arch.family}")
             print(f"{'':10s} presets: {', '.join(models.list_presets(name))}")
         return 0
-    from porttax.saving import atomic_output, check_output, write_pt2
+    from porttax.saving import atomic_output, check_output
+    from porttax.targets.torch import write_pt2
 
     out = check_output(args.output, args.force)
     if out.suffix == ".pt2":

@@ -3,56 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from porttax.dtype_policy import checkpoint_weight_dtype, keras_dtype
 from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
-from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
+from porttax.types import ConversionResult
 
 TARGETS = ("keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "tfjs", "torch", "safetensors",
            "state_dict")
-
-
-@dataclass
-class ConversionResult:
-    target: str
-    output: Path | None
-    keras_model: Any
-    log: Any  # MappingLog
-    parity: Any | None  # ParityReport
-    tax: PortingTax
-    source: Any  # TorchSource, or KerasSource on the Keras → torch road
-    torch_module: Any = None  # the converted nn.Module (Keras → torch road)
-    layer_map: Any = None  # which converted tensor carries each source layer's output (parity.taps)
-    roads: list[dict[str, Any]] | None = None  # every road tried (porttax.routes), the chosen one marked
-    roads_text: list[str] | None = None
-    generation: dict[str, Any] | None = None  # greedy decoding through an LLM's decode signature
-
-    @property
-    def passed(self) -> bool:
-        """True unless parity (or the generation check) ran and failed."""
-        return (self.parity is None or bool(self.parity.passed)) and (
-            self.generation is None or bool(self.generation["passed"]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source.path or self.source.name,
-            "source_format": self.source.origin,
-            "source_capture": getattr(self.source, "capture", None),  # torch.export, or onnx for TorchScript
-            "source_streamed": bool(getattr(self.source, "streamed_from_file", False)),
-            "inputs": [s.to_dict() for s in self.source.specs],
-            "target": self.target,
-            "output": str(self.output) if self.output else None,
-            "passed": self.passed,
-            "porting_tax": self.tax.to_dict(),
-            "parity": self.parity.to_dict() if self.parity is not None else None,
-            "mapping": self.log.to_dict(),
-            "roads": self.roads,
-            "generation": self.generation,
-        }
 
 
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
@@ -124,7 +85,7 @@ def convert(
     `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
     registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
-    `jit=True` compiles a SavedModel's serving function with XLA (see porttax.saving.write_savedmodel).
+    `jit=True` compiles a SavedModel's serving function with XLA (see porttax.targets.savedmodel.write_savedmodel).
     A `.keras` porttax converted from a checkpoint goes back to the checkpoint's own layout with
     `to="safetensors"` and an `output` folder (not a `.safetensors` file): Hugging Face's config.json
     and safetensors shards of at most `max_shard_size`, in the stored dtype or `dtype` (see
@@ -138,7 +99,10 @@ def convert(
     still inspect the report (the CLI turns a failure into exit code 1).
     """
     from porttax._frameworks import import_keras, import_torch
-    from porttax.saving import atomic_output, check_output, write_keras, write_savedmodel
+    from porttax.saving import atomic_output, check_output
+    from porttax.targets import _check
+    from porttax.targets.keras import add_weight_map, write_keras
+    from porttax.targets.savedmodel import write_savedmodel
 
     from porttax.sources.keras_source import is_keras_source
 
@@ -171,7 +135,8 @@ def convert(
             raise InputError(f"an ONNX model converts to keras, savedmodel or torch (.pt2); got {target!r}",
                              path=str(source), hint="use --to torch -o model.pt2")
         check_output(output, force)
-        from porttax.sources.onnx_source import convert_onnx_to_torch, load_onnx_source
+        from porttax.sources.onnx_source import load_onnx_source
+        from porttax.targets.torch import convert_onnx_to_torch
 
         t0 = time.perf_counter()
         progress.stage(f"converting ONNX {source} to a torch module")
@@ -259,7 +224,7 @@ def convert(
                                 input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle,
                                 trust_code=trust_code)
     if getattr(src, "streamed", False) and (target in ("onnx", "executorch") or route == "onnx2tf"):
-        from porttax.sources.torch_source import export_module
+        from porttax.sources.torch_program import export_module
 
         progress.stage(f"reading every weight: --to {target} needs the whole model in memory")
         src.program = export_module(src.runnable(), src.example, src.path)
@@ -340,17 +305,17 @@ def convert(
     if output is None:
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
-        runner = _keras_runner(model, layer_map)
-        report = _parity(src, runner, seeds, profile, progress) if parity else None
+        runner = _check.keras_runner(model, layer_map)
+        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
-            _latency(src, runner, tax, progress)
+            _check.time_both(src, runner, tax, progress)
     else:
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"writing {target} to {output}")
             endpoints = {}
             if target == "keras":
                 write_keras(model, tmp, layer_map)
-                _add_weight_map(tmp, log, src)
+                add_weight_map(tmp, log, src)
             else:
                 from porttax.targets.llm_signatures import build_endpoints
 
@@ -361,10 +326,10 @@ def convert(
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp)
             if parity or measure_latency:  # loading the artefact back costs a second copy of the model
-                runner = _artifact_runner(target, tmp, src)
-                report = _parity(src, runner, seeds, profile, progress) if parity else None
+                runner = _check.artifact_runner(target, tmp, src)
+                report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
                 if measure_latency:
-                    _latency(src, runner, tax, progress)
+                    _check.time_both(src, runner, tax, progress)
             if parity and endpoints:
                 from porttax.targets.llm_signatures import check_generation, step_tolerance
 
@@ -373,7 +338,7 @@ def convert(
                 generation = check_generation(runner.loaded, src.runnable(), tolerance=step_tolerance(profile))
         final = Path(output)
     if report is not None:
-        _fill_drift(tax, report)
+        _check.fill_drift(tax, report)
     return ConversionResult(target, final, model, log, report, tax, src, layer_map=layer_map,
                             roads=[r.to_dict() for r in roads], roads_text=[r.line() for r in roads],
                             generation=generation)
@@ -383,75 +348,3 @@ def _weights_dtype(model: Any) -> str:
     """The float dtype(s) of a Keras model's weights, for the report ("bfloat16", "float32", or both)."""
     dtypes = sorted({str(w.dtype) for w in model.weights if "float" in str(w.dtype)})
     return "+".join(dtypes) or "float32"
-
-
-def _add_weight_map(path: Path, log: Any, src: Any) -> None:
-    """The way back to the source checkpoint's layout, inside the .keras (see porttax.targets.weight_map)."""
-    from porttax.targets.weight_map import add_to_keras_file, from_conversion
-
-    weight_map = from_conversion(log, src) if getattr(src, "program", None) is not None else None
-    if weight_map is not None:
-        add_to_keras_file(path, weight_map)
-
-
-def _keras_runner(model: Any, layer_map: Any) -> Any:
-    from porttax.parity import KerasRunner
-
-    return KerasRunner(model, compiled=True, name=model.name, layer_map=layer_map)
-
-
-def _artifact_runner(target: str, path: Path, src: Any) -> Any:
-    from porttax.parity import KerasRunner, SavedModelRunner
-
-    if target == "keras":
-        return KerasRunner(path, compiled=True, name=f"{src.name}.keras")
-    return SavedModelRunner(path, name=f"{src.name} (SavedModel)")
-
-
-def _source_runner(src: Any) -> Any:
-    from porttax.sources.keras_source import KerasSource
-    from porttax.parity import TorchRunner
-
-    if isinstance(src, KerasSource):  # a Keras model going to a TF-family target (tflite)
-        from porttax.targets.torch import _source_runner as keras_source_runner
-
-        return keras_source_runner(src)
-    if src.origin == "onnx":  # the reference is the ONNX file itself, as onnxruntime runs it
-        from porttax.parity.runners import OnnxRunner
-
-        return OnnxRunner(src.path, name=f"{src.name}.onnx")
-
-    return TorchRunner(src.runnable(), [s.name for s in src.specs], name=src.name)
-
-
-def _parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Any:
-    from porttax.parity import check_parity
-
-    progress.stage(f"checking parity over {len(seeds)} seed(s), profile {profile}")
-    return check_parity(_source_runner(src), runner, src.specs, seeds=seeds, profile=profile)
-
-
-def _latency(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> None:
-    from porttax.parity import make_inputs
-
-    progress.stage("timing source and converted model on CPU")
-    inputs = make_inputs(src.specs, 0)
-    source = _source_runner(src)
-    tax.latency_source_ms = time_call(lambda: source.run(inputs))
-    tax.latency_converted_ms = time_call(lambda: runner.run(inputs))
-
-
-def _fill_drift(tax: PortingTax, report: Any) -> None:
-    tax.parity_passed = bool(report.passed)
-    worst, max_abs, agreements = 0.0, 0.0, []
-    for case in report.cases:
-        for out in case.outputs:
-            m = out.metrics
-            worst = max(worst, float("inf") if m.rel_l2 is None else float(m.rel_l2))
-            max_abs = max(max_abs, float("inf") if m.max_abs is None else float(m.max_abs))
-            agree = (m.topk_agreement or {}).get(1)
-            if agree is not None:
-                agreements.append(float(agree))
-    # top-1 agreement over every case and output: the share of decisions the port keeps
-    top1 = sum(agreements) / len(agreements) if agreements else None
-    tax.drift_rel_l2, tax.drift_max_abs, tax.top1_agreement = worst, max_abs, top1

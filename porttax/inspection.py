@@ -169,7 +169,8 @@ def inspect_model(
 
 def _inspect_torch(path: Path, fmt: str, *, deep: bool, **load: Any) -> Inspection:
     from porttax._frameworks import import_torch
-    from porttax.converters.torch_to_keras.driver import decompose, scan_ops
+    from porttax.converters.torch_to_keras.driver import scan_ops
+    from porttax.torch_ir import decompose
     from porttax.sources.torch_source import load_torch_source
 
     import_torch()

@@ -12,43 +12,14 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from porttax.errors import InputError, PorttaxError
 from porttax.progress import Progress
+from porttax.types import Road
 
 ROUTES = ("direct", "onnx", "auto")
-
-
-@dataclass
-class Road:
-    """One road tried: how far it got and what it cost."""
-
-    road: str
-    status: str = "not converted"  # "passed", "failed parity", "not converted"
-    coverage: str = ""
-    transposes: int | None = None
-    drift_rel_l2: float | None = None
-    latency_ms: float | None = None
-    reason: str | None = None
-    hops: list[dict[str, Any]] = field(default_factory=list)
-    chosen: bool = False
-    built: Any = None  # (model, log, layer_map) when converted
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("built", "error")}
-
-    def line(self) -> str:
-        mark = "*" if self.chosen else " "
-        if self.built is None:
-            return f"{mark} {self.road:<7} not converted: {self.reason}"
-        drift = f"‖a−b‖/‖b‖ {self.drift_rel_l2:.2e}" if self.drift_rel_l2 is not None else "drift not checked"
-        latency = f", {self.latency_ms:.2f} ms" if self.latency_ms is not None else ""
-        hops = "".join(f"; {h['hop']} {h['rel_l2']:.2e}" for h in self.hops)
-        transposes = f", {self.transposes} transposes added" if self.transposes is not None else ""
-        return f"{mark} {self.road:<7} {self.status}: {self.coverage} layers{transposes}, {drift}{latency}{hops}"
 
 
 def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress,
@@ -137,13 +108,13 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
                 export_onnx(src.program, src.example, path, name=src.name)
             hop = check_parity(_torch_runner(src), OnnxRunner(path, name=f"{src.name}.onnx"), src.specs,
                                seeds=seeds, profile=profile)
-            road.hops.append({"hop": "torch → ONNX", "rel_l2": worst_rel_l2(hop), "passed": bool(hop.passed)})
+            road.hops.append({"hop": "torch → ONNX", "rel_l2": hop.worst_rel_l2, "passed": bool(hop.passed)})
             progress.stage("converting ONNX to torch, then to Keras layers (onnx road)")
             onnx_src, _ = load_onnx_source(path)
             result = convert_exported_program(onnx_src.program, name=src.name, progress=progress.step)
             hop = check_parity(OnnxRunner(path, name=f"{src.name}.onnx"), KerasRunner(result.model, compiled=True),
                                onnx_src.specs, seeds=seeds, profile=profile)
-            road.hops.append({"hop": "ONNX → Keras", "rel_l2": worst_rel_l2(hop), "passed": bool(hop.passed)})
+            road.hops.append({"hop": "ONNX → Keras", "rel_l2": hop.worst_rel_l2, "passed": bool(hop.passed)})
         except PorttaxError as exc:  # the reason names the file, not the scratch folder it sat in
             road.reason, road.error = _reason(exc).replace(str(path), path.name), exc  # type: ignore[attr-defined]
             return road
@@ -167,7 +138,7 @@ def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress:
     runner = KerasRunner(model, compiled=True, name=f"{model.name} ({road.road} road)")
     progress.stage(f"checking the {road.road} road against the source")
     report = check_parity(_torch_runner(src), runner, src.specs, seeds=seeds, profile=profile)
-    road.drift_rel_l2 = worst_rel_l2(report)
+    road.drift_rel_l2 = report.worst_rel_l2
     road.status = "passed" if report.passed else "failed parity"
     inputs = make_inputs(src.specs, 0)
     road.latency_ms = time_call(lambda: runner.run(inputs), budget_s=0.5)
@@ -192,9 +163,3 @@ def _torch_runner(src: Any) -> Any:
     from porttax.parity import TorchRunner
 
     return TorchRunner(src.runnable(), [s.name for s in src.specs], name=src.name)
-
-
-def worst_rel_l2(report: Any) -> float:
-    values = [float("inf") if o.metrics.rel_l2 is None else float(o.metrics.rel_l2)
-              for case in report.cases for o in case.outputs]
-    return max(values) if values else 0.0

@@ -214,7 +214,7 @@ def test_unsupported_layers_are_all_named() -> None:
 
 
 def test_keras_file_h5_and_savedmodel_inputs(tmp_path: Path) -> None:
-    from porttax.saving import write_savedmodel
+    from porttax.targets.savedmodel import write_savedmodel
 
     model = _mlp()
     _randomize_bn(model)
@@ -355,7 +355,7 @@ def test_planted_fault_is_localised_to_the_torch_module(tmp_path: Path) -> None:
     module = result.torch_module
     with torch.no_grad():
         module.fc2.weight.mul_(1.01)  # the planted fault: one layer's weights off by 1%
-    from porttax.saving import write_pt2
+    from porttax.targets.torch import write_pt2
 
     batch = torch.export.Dim("batch", min=1)
     write_pt2(module, tmp_path / "bad.pt2", (torch.randn(2, 16),), ({0: batch},),

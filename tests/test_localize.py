@@ -19,8 +19,8 @@ from porttax._frameworks import import_keras, import_torch
 from porttax.parity import KerasRunner, SavedModelRunner, TorchRunner, check_parity
 from porttax.parity.precision import precision_warnings
 from porttax.parity.profiles import get_profile
-from porttax.parity.taps import read_keras_file
-from porttax.saving import write_keras
+from porttax.layer_map import read_keras_file
+from porttax.targets.keras import write_keras
 from tests.conftest import run_cli
 
 torch = import_torch()

@@ -12,8 +12,8 @@ import porttax
 from porttax import models
 from porttax._frameworks import import_keras, import_torch
 from porttax.parity import KerasRunner, TorchRunner, assert_parity, check_parity
-from porttax.parity.taps import read_keras_file
-from porttax.saving import write_keras
+from porttax.layer_map import read_keras_file
+from porttax.targets.keras import write_keras
 from tests.conftest import run_cli
 
 torch = import_torch()

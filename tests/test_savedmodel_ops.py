@@ -107,7 +107,7 @@ def _tf1_savedmodel(out: Path, extra: Callable | None = None) -> Path:
 
 
 def test_porttax_written_savedmodel_passes_and_runs(tmp_path: Path) -> None:
-    from porttax.saving import write_savedmodel
+    from porttax.targets.savedmodel import write_savedmodel
 
     x = keras.Input((4,), name="x")
     model = keras.Model(x, keras.layers.Dense(3, name="d")(x))

@@ -1,4 +1,4 @@
-"""Streamed checkpoints (porttax.sources.lazy_weights): the architecture is captured on placeholder parameters
+"""Streamed checkpoints (porttax.lazy_weights): the architecture is captured on placeholder parameters
 and every weight is read from its safetensors file only when the converter needs it. Checked against
 the same conversion with the checkpoint loaded whole. (Memory figures: bench/llm_memory.py.)"""
 

@@ -245,7 +245,7 @@ def convert_keras_model(
     module = torch.fx.GraphModule(ctx.root, ctx.graph, class_name=class_name)
     module.eval()
     output_names = [_input_name(getattr(kt, "name", f"output_{i}")) for i, kt in enumerate(graph.outputs)]
-    from porttax.parity.taps import LayerMap
+    from porttax.layer_map import LayerMap
 
     return KerasToTorchResult(module, log, inputs, output_names, channels_first_io,
                               layer_map=LayerMap(ctx.taps))
@@ -319,7 +319,7 @@ def _record_taps(ctx: Context, op: Any, node: Any, path: str, results: list[Any]
     """A tap for every module whose own output is this Keras layer's output (so they can be compared
     one to one when localising drift). A Dense with a fused activation has none: its Linear's output
     is not the Keras layer's output."""
-    from porttax.parity.taps import Tap
+    from porttax.layer_map import Tap
 
     calls = ctx.calls.get(path, 0)
     ctx.calls[path] = calls + 1

@@ -93,10 +93,10 @@ def const_to_numpy(value: Any) -> Any:
     """A torch constant as a NumPy array (bf16/fp16 widened to float32), Python scalars unchanged."""
     torch = import_torch()
     if isinstance(value, torch.Tensor):
-        from porttax.sources.lazy_weights import lazy_of
+        from porttax.lazy_weights import lazy_of
 
         lazy = lazy_of(value)
-        if lazy is not None:  # a streamed checkpoint: read this one weight now (porttax.sources.lazy_weights)
+        if lazy is not None:  # a streamed checkpoint: read this one weight now (porttax.lazy_weights)
             return lazy.numpy_float()
         t = value.detach().cpu()
         if t.dtype in (torch.bfloat16, torch.float16):
@@ -284,7 +284,7 @@ class Context:
         """The source weight in the layout (and, streamed, the dtype) its Keras variable holds."""
         raw = value.const if isinstance(value, Val) else value
         if isinstance(transform, (Transpose, Identity)) and isinstance(raw, import_torch().Tensor):
-            from porttax.sources.lazy_weights import lazy_of
+            from porttax.lazy_weights import lazy_of
 
             lazy = lazy_of(raw)
             perm = transform.perm if isinstance(transform, Transpose) else None
@@ -359,7 +359,7 @@ def _adopted(array: np.ndarray) -> Any:
     if keras.backend.backend() != "tensorflow" or not (array.dtype.kind in "fiu" or bf16) or not array.size:
         return keras.ops.convert_to_tensor(array)
     from porttax._frameworks import import_tf
-    from porttax.sources.lazy_weights import ALIGNMENT, aligned_empty
+    from porttax.lazy_weights import ALIGNMENT, aligned_empty
 
     tf = import_tf()
     if bf16:

@@ -17,7 +17,8 @@ from porttax.converters.mapping_log import MappingLog
 from porttax.converters.registry import REGISTRY, Converter
 from porttax.converters.torch_to_keras.context import Call, Context, Val, live_val
 from porttax.errors import UnsupportedError
-from porttax.parity.taps import MAX_CONST_ELEMENTS, LayerMap, Tap, module_outputs
+from porttax.layer_map import MAX_CONST_ELEMENTS, LayerMap, Tap
+from porttax.torch_ir import decompose, module_outputs
 
 SOURCE, TARGET = "torch", "keras"
 
@@ -39,11 +40,6 @@ class TorchToKerasResult:
     input_names: list[str]
     output_count: int
     layer_map: LayerMap | None = None
-
-
-def decompose(ep: Any) -> Any:
-    """The IR the converters see; the parity localiser runs the source on the same IR so taps line up."""
-    return ep.run_decompositions({})  # functional ops only; composite ops such as linear stay whole
 
 
 def _lookup(node: Any) -> Converter | None:

@@ -122,8 +122,6 @@ def _device_parity(device: str, source: Path, converted: Path, insp: Any, opts: 
     cuDNN convolutions use it unless told otherwise), with the precision modes the report found."""
     from porttax.parity import check_parity
     from porttax.parity.open import OpenOptions, cuda_available, open_pair
-    from porttax.routes import worst_rel_l2
-
     entry: dict[str, Any] = {"profile": opts.get("gpu_profile", "tf32")}
     if device == "cuda" and not cuda_available():
         return entry | {"status": "not available", "reason": "torch sees no CUDA device on this worker"}
@@ -137,7 +135,7 @@ def _device_parity(device: str, source: Path, converted: Path, insp: Any, opts: 
     except PorttaxError as exc:
         return entry | {"status": "error", "reason": _one_line(exc)}
     env = report.environment if isinstance(getattr(report, "environment", None), dict) else {}
-    return entry | {"status": "passed" if report.passed else "failed parity", "drift_rel_l2": worst_rel_l2(report),
+    return entry | {"status": "passed" if report.passed else "failed parity", "drift_rel_l2": report.worst_rel_l2,
                     "precision": {k: env[k] for k in ("torch", "keras", "jax") if k in env},
                     "warnings": list(report.warnings)}
 

@@ -39,11 +39,11 @@ def read_hf_folder(path: str | Path, arch: str | None = None,
                    stream: bool | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(architecture, config, state_dict) of a checked Hugging Face folder.
 
-    `stream` (default: for checkpoints of 1 GiB and more, see porttax.sources.lazy_weights) gives meta tensors
+    `stream` (default: for checkpoints of 1 GiB and more, see porttax.lazy_weights) gives meta tensors
     that read their bytes from the shards when a converter asks, instead of loading every shard."""
     from safetensors.torch import load_file
 
-    from porttax.sources.lazy_weights import lazy_state, should_stream
+    from porttax.lazy_weights import lazy_state, should_stream
 
     folder = Path(path)
     config = _read_json(folder / CONFIG, "config.json")

@@ -61,14 +61,14 @@ def load_keras_source(source: Any, *, trust_code: bool = False) -> KerasSource:
     if not path.exists():
         raise InputError("no such model file or directory", path=str(path))
     if path.is_dir():
-        from porttax.parity.taps import read_savedmodel
+        from porttax.layer_map import read_savedmodel
 
         model = _load_savedmodel(path)
         _mark_porttax_names(model, read_savedmodel(path))
         return KerasSource(model, keras_specs(model), "savedmodel", str(path))
     suffix = path.suffix.lower()
     if suffix == ".keras":
-        from porttax.parity.taps import read_keras_file
+        from porttax.layer_map import read_keras_file
 
         model = load_keras_file(path, trust_code)
         _mark_porttax_names(model, read_keras_file(path))
@@ -214,7 +214,7 @@ def _load_savedmodel(path: Path) -> Any:
 def keras_specs(model: Any) -> list[TensorSpec]:
     """Input specs with symbolic batch/other dims, and token-id ranges from the Embeddings inputs feed."""
     from porttax.converters.keras_to_torch.driver import functional_view
-    from porttax.parity.runners import _dims
+    from porttax.types import spec_dims
 
     specs = []
     for t in functional_view(model).inputs:
@@ -224,7 +224,7 @@ def keras_specs(model: Any) -> list[TensorSpec]:
         if "int" in dtype:
             high = _embedding_bound(model, t)
             value_range = (0, high) if high is not None else None
-        specs.append(TensorSpec(name, _dims(t.shape, name), dtype, value_range))
+        specs.append(TensorSpec(name, spec_dims(t.shape, name), dtype, value_range))
     return specs
 
 

@@ -6,13 +6,10 @@ uses the ONNX file itself in onnxruntime as the reference.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from porttax.errors import InputError, PorttaxError, brief
-from porttax.progress import QUIET, Progress
-from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 
 
 def is_onnx_source(source: Any) -> bool:
@@ -32,7 +29,7 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
     from porttax._frameworks import import_torch
     from porttax.converters.onnx_to_torch.driver import convert_onnx_model
     from porttax.sources.file_checks import check_onnx_external_data
-    from porttax.sources.torch_source import TorchSource, export_module, specs_from_program
+    from porttax.sources.torch_program import TorchSource, export_module, specs_from_program
 
     path = Path(path)
     if not path.is_file():
@@ -88,37 +85,3 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
         raise InputError(f"input names {onnx_names} are not Python identifiers, which the converted model needs",
                          path=str(path), hint="rename the ONNX inputs (letters, digits and underscores)")
     return src, conversion.log
-
-
-def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: bool = True,
-                          seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", measure_latency: bool = True,
-                          force: bool = False, progress: Progress | None = None, t0: float | None = None) -> Any:
-    """Write the converted module as `.pt2`, with parity of the reloaded archive against onnxruntime."""
-    from porttax import conversion
-    from porttax._frameworks import import_torch
-    from porttax.parity import TorchRunner
-    from porttax.saving import atomic_output, torch_archive_file
-
-    progress = progress or QUIET
-    t0 = time.perf_counter() if t0 is None else t0
-    if Path(output).suffix.lower() != ".pt2":
-        raise InputError("an ONNX model converts --to torch as a .pt2 file", path=str(output),
-                         hint="use -o model.pt2")
-    torch = import_torch()
-    tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
-                     ops_folded=log.ops_folded)
-    report = None
-    with atomic_output(output, force=force) as tmp:
-        progress.stage(f"writing torch.export archive to {output}")
-        with torch_archive_file(tmp) as sink:
-            torch.export.save(src.program, sink)
-        tax.conversion_seconds = time.perf_counter() - t0
-        tax.peak_rss_mb = peak_rss_mb()
-        tax.output_bytes = size_on_disk(tmp)
-        runner = TorchRunner(torch.export.load(str(tmp)), [s.name for s in src.specs], name=f"{src.name}.pt2")
-        report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
-        if measure_latency:
-            conversion._latency(src, runner, tax, progress)
-    if report is not None:
-        conversion._fill_drift(tax, report)
-    return conversion.ConversionResult("torch", Path(output), None, log, report, tax, src)

@@ -9,74 +9,16 @@ from __future__ import annotations
 
 import json
 import pickle
-import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UntrustedInputError, brief
 from porttax.sources.file_checks import check_safetensors, check_zip
-from porttax.types import TensorSpec
+from porttax.sources.torch_program import TorchSource, export_module, specs_from_program
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-@dataclass
-class TorchSource:
-    """A PyTorch model ready to convert: the captured program, a runnable module and its inputs."""
-
-    program: Any  # torch.export.ExportedProgram
-    module: Any  # what parity runs as the source: the user's nn.Module, or the ExportedProgram
-    specs: list[TensorSpec]
-    example: tuple[Any, ...]
-    origin: str  # "module", "pt2", "pickle", "state_dict", "torchscript", "onnx"
-    path: str | None = None
-    capture: str = "torch.export"  # how the program was made: "torch.export", or "onnx" (the ONNX road)
-    streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.sources.lazy_weights)
-    arch: str | None = None  # a state_dict source's architecture and config (porttax.models)
-    config: dict[str, Any] | None = None
-    # a checkpoint source's tensors as stored (key -> dtype name, "bfloat16" included), before porttax
-    # widened them: what an export back to the checkpoint's layout restores
-    checkpoint_dtypes: dict[str, str] | None = None
-    # the float dtype of the conversion (porttax.conversion: a bf16 checkpoint stays bf16); the
-    # reference module runs in it too, so parity compares like with like
-    float_dtype: str = "float32"
-    # the dtype its Keras variables store: a half-precision checkpoint's own (porttax.dtype_policy)
-    weight_dtype: str = "float32"
-
-    @property
-    def name(self) -> str:
-        if self.path:
-            return Path(self.path).stem
-        return type(self.module).__name__
-
-    @property
-    def streamed(self) -> bool:
-        """Weights still in the checkpoint file (porttax.sources.lazy_weights), read when a converter needs them."""
-        from porttax.sources.lazy_weights import is_streamed
-
-        return isinstance(self.module, import_torch().nn.Module) and is_streamed(self.module)
-
-    def runnable(self) -> Any:
-        """The module to run as the reference; a streamed one reads all its weights first. In a
-        half-precision conversion it runs in that dtype (a user's own module is copied first)."""
-        from porttax.sources.lazy_weights import materialize
-
-        if self.streamed:
-            materialize(self.module)
-        torch = import_torch()
-        wanted = getattr(torch, self.float_dtype)
-        if isinstance(self.module, torch.nn.Module) and any(
-                p.is_floating_point() and p.dtype != wanted for p in self.module.parameters()):
-            if self.origin == "module":
-                import copy
-
-                self.module = copy.deepcopy(self.module)
-            self.module = self.module.to(wanted)
-        return self.module
-
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -107,66 +49,6 @@ def example_from_shapes(shapes: Sequence[Sequence[int]], dtypes: Sequence[str] |
         else:
             out.append(torch.randint(0, 2, tuple(shape), generator=gen).to(tdtype))
     return tuple(out)
-
-
-def specs_from_program(program: Any) -> list[TensorSpec]:
-    """Input specs from the exported graph, with valid ranges for integer inputs.
-
-    An integer input that indexes an embedding table gets [0, num_embeddings), so seeded parity
-    inputs are always valid token ids.
-    """
-    from torch.export.graph_signature import InputKind
-
-    user = [s.arg.name for s in program.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
-    ranges: dict[str, tuple[int, int]] = {}
-    params = {s.arg.name: s.target for s in program.graph_signature.input_specs
-              if s.kind in (InputKind.PARAMETER, InputKind.BUFFER)}
-    for node in program.graph.nodes:
-        if node.op == "call_function" and "embedding" in str(node.target) and len(node.args) >= 2:
-            weight, ids = node.args[0], node.args[1]
-            if getattr(ids, "name", None) in user and getattr(weight, "name", None) in params:
-                ranges[ids.name] = (0, int(program.state_dict[params[weight.name]].shape[0]))
-    placeholders = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in user]
-    dim_names = _symbolic_dim_names([(n.name, n.meta["val"].shape) for n in placeholders])
-    specs = []
-    for node in placeholders:
-        val = node.meta["val"]
-        dtype = str(val.dtype).replace("torch.", "")
-        shape = tuple(dim_names.get(str(d), 0) if not isinstance(d, int) else d for d in val.shape)
-        specs.append(TensorSpec(node.name, shape, dtype,
-                                ranges.get(node.name, (0, 2) if not val.dtype.is_floating_point else None)))
-    return specs
-
-
-def _symbolic_dim_names(shapes: list[tuple[str, Any]]) -> dict[str, str]:
-    """Readable names for the symbols of a dynamic export (torch keeps s0, s27, not the user's Dim names).
-
-    A symbol first seen on axis 0 is "batch", on axis 1 "seq" (the sequence axis of token inputs);
-    any other is "<input>.<axis>". A name already taken falls back to "<input>.<axis>".
-    """
-    names: dict[str, str] = {}
-    for input_name, shape in shapes:
-        for axis, d in enumerate(shape):
-            if isinstance(d, int) or str(d) in names:
-                continue
-            name = {0: "batch", 1: "seq"}.get(axis, f"{input_name}.{axis}")
-            names[str(d)] = name if name not in names.values() else f"{input_name}.{axis}"
-    return names
-
-
-def export_module(module: Any, example: tuple[Any, ...], path: str | None = None) -> Any:
-    torch = import_torch()
-    module = module.eval()
-    try:
-        with warnings.catch_warnings():
-            # nn.RNN family re-assigns _flat_weights during export; torch warns, nothing is wrong.
-            warnings.filterwarnings("ignore", message=".*_flat_weights.*")
-            return torch.export.export(module, tuple(example))
-    except Exception as exc:  # torch raises many types here; the message is what the user needs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"torch.export could not capture the model: {first}", path=path,
-                         hint="check the input shapes (--input-shape) and that forward() has no "
-                         "data-dependent Python control flow") from exc
 
 
 def load_torch_source(
@@ -224,7 +106,7 @@ def load_torch_source(
         from safetensors.torch import load_file
 
         entries = check_safetensors(path)  # header, dtypes, spans: before the library maps a single byte
-        from porttax.sources.lazy_weights import lazy_state, should_stream
+        from porttax.lazy_weights import lazy_state, should_stream
 
         try:
             streaming = should_stream([path]) if stream is None else stream
@@ -304,10 +186,10 @@ def _from_torchscript(path: Path, example_inputs: Any, input_shapes: Any, input_
 
 
 def _load_weights_only(path: Path, is_zip: bool) -> Any:
-    """`torch.load(weights_only=True)`; a large zip checkpoint (see porttax.sources.lazy_weights.should_stream)
+    """`torch.load(weights_only=True)`; a large zip checkpoint (see porttax.lazy_weights.should_stream)
     is mapped instead of read, and a state_dict in it comes back as meta tensors that point at their
     bytes in the file, so its weights stream into the converter like a safetensors checkpoint's."""
-    from porttax.sources.lazy_weights import lazy_torch_state, should_stream
+    from porttax.lazy_weights import lazy_torch_state, should_stream
 
     torch = import_torch()
     if not (is_zip and should_stream([path])):
@@ -400,7 +282,7 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
             f"(presets: {', '.join(models.list_presets())})")
     if cfg is not None:
         cfg = {k: v for k, v in cfg.items() if k != "arch"}
-    from porttax.sources.lazy_weights import lazy_of
+    from porttax.lazy_weights import lazy_of
 
     lazy = any(lazy_of(v) is not None for v in state.values())
     stored = {key: (lazy_of(v).torch_dtype if lazy_of(v) is not None else str(v.dtype).removeprefix("torch."))

@@ -55,7 +55,7 @@ def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str |
                                 measure_latency: bool = True, force: bool = False,
                                 progress: Progress | None = None) -> Any:
     from porttax._frameworks import import_keras, import_torch
-    from porttax.conversion import ConversionResult
+    from porttax.types import ConversionResult
     from porttax.converters.mapping_log import MappingLog, WeightPort
     from porttax.sources.keras_source import load_keras_source
     from porttax.saving import atomic_output, check_output
@@ -102,17 +102,17 @@ def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str |
         tax.peak_rss_mb = peak_rss_mb()
         report = None
         if parity or measure_latency:
-            from porttax.targets.torch import _latency, _parity
+            from porttax.targets._check import run_parity, time_both
 
             runner = folder_runner(tmp, weight_map, [s.name for s in src.specs], name=Path(output).name)
-            report = _parity(src, runner, seeds, profile, progress) if parity else None
+            report = run_parity(src, runner, seeds, profile, progress) if parity else None
             if measure_latency:
-                _latency(src, runner, tax, progress)
+                time_both(src, runner, tax, progress)
     conv = ConversionResult("safetensors", Path(output), src.model, log, report, tax, src)
     if report is not None:
-        from porttax.conversion import _fill_drift
+        from porttax.targets._check import fill_drift
 
-        _fill_drift(tax, report)
+        fill_drift(tax, report)
     return conv
 
 

@@ -20,29 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from porttax._frameworks import require_executorch
 from porttax.errors import InputError, UnsupportedError, brief
+from porttax.layer_map import PTE_INPUT_NAMES as INPUT_NAMES, PTE_OUTPUT_NAMES as OUTPUT_NAMES
 from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
-
-INPUT_NAMES = "porttax_input_names"
-OUTPUT_NAMES = "porttax_output_names"
-_INSTALL_HINT = "pip install 'porttax[executorch]' (executorch 1.5, beside torch 2.14)"
-
-
-def require_executorch() -> None:
-    import logging
-
-    pytree = logging.getLogger("torch.utils._pytree")  # torchao's import warns about an enum it registers
-    level = pytree.level
-    pytree.setLevel(logging.ERROR)
-    try:
-        import executorch.exir  # noqa: F401
-        import executorch.runtime  # noqa: F401
-    except ImportError as exc:
-        raise InputError(f"ExecuTorch is not installed ({brief(exc)})", hint=_INSTALL_HINT) from None
-    finally:
-        pytree.setLevel(level)
-
 
 @dataclass
 class Lowered:
@@ -117,7 +99,8 @@ def convert_torch_to_executorch(src: Any, *, output: str | Path, parity: bool = 
                                 measure_latency: bool = True, force: bool = False,
                                 progress: Progress | None = None, t0: float | None = None) -> Any:
     """Write `src.program` as a `.pte`, then prove the written file against the source."""
-    from porttax import conversion
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
     from porttax.converters.mapping_log import MappingLog
     from porttax.parity.runners import ExecuTorchRunner
     from porttax.saving import atomic_output
@@ -139,13 +122,13 @@ def convert_torch_to_executorch(src: Any, *, output: str | Path, parity: bool = 
         tax.runtime_note = lowered.note()
         runner = ExecuTorchRunner(tmp, name=f"{src.name}.pte")
         tax.load_ms = runner.load_ms
-        report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
+        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
-            conversion._latency(src, runner, tax, progress)
+            _check.time_both(src, runner, tax, progress)
     if report is not None:
-        conversion._fill_drift(tax, report)
+        _check.fill_drift(tax, report)
     tax.source_weight_bytes = weight_bytes(src.program)
-    return conversion.ConversionResult("executorch", Path(output), None, MappingLog(), report, tax, src)
+    return ConversionResult("executorch", Path(output), None, MappingLog(), report, tax, src)
 
 
 def check_pte_path(output: str | Path | None) -> None:

@@ -95,7 +95,7 @@ def _tf_family(src: Any, keras: TargetCheck, deep: bool) -> list[TargetCheck]:
                 TargetCheck("tfjs", tfjs_via, None, note="ops without a TF.js kernel show in its converter: --deep "
                             "runs it")]
     from porttax.converters.torch_to_keras.driver import convert_exported_program
-    from porttax.saving import write_savedmodel
+    from porttax.targets.savedmodel import write_savedmodel
     from porttax.targets.tflite import savedmodel_to_tflite
     from porttax.targets.tfjs import savedmodel_to_tfjs
 

@@ -6,7 +6,7 @@ the same architecture with every width cut to a few units and the same number of
 the same layers, in the same order, with the same variables as the full model. Each skeleton
 variable is filled with its own index and saved with Keras' `save_weights`, which tells where Keras
 puts every variable in the file. Then each checkpoint tensor is read from its safetensors file
-(porttax.sources.lazy_weights), put through the same layout transform the converter used for it, and written
+(porttax.lazy_weights), put through the same layout transform the converter used for it, and written
 to that place at its real size; the groups and attributes Keras reads come from the skeleton's file.
 
 The result loads with `model.load_weights(path)` into the Keras model `porttax convert --to keras`
@@ -57,10 +57,10 @@ def convert_to_keras_weights(source: Any, *, output: str | Path, arch: str | Non
     import subprocess
     import sys
 
-    from porttax.conversion import ConversionResult
+    from porttax.types import ConversionResult
     from porttax.converters.mapping_log import MappingLog, WeightPort
     from porttax.errors import PorttaxError
-    from porttax.sources.lazy_weights import LazyTensor
+    from porttax.lazy_weights import LazyTensor
     from porttax.saving import atomic_output, check_output
     from porttax.types import TensorSpec
 
@@ -124,8 +124,9 @@ def plan(source: str, workdir: Path, config: Any, arch: str | None) -> dict[str,
     from porttax import models
     from porttax._frameworks import import_keras, import_torch
     from porttax.converters.torch_to_keras.driver import convert_exported_program
-    from porttax.sources.lazy_weights import lazy_of
-    from porttax.sources.torch_source import export_module, load_torch_source
+    from porttax.lazy_weights import lazy_of
+    from porttax.sources.torch_source import load_torch_source
+    from porttax.sources.torch_program import export_module
 
     import_torch()
     import_keras()

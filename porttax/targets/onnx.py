@@ -91,7 +91,8 @@ def convert_torch_to_onnx(src: Any, *, output: str | Path, parity: bool = True, 
                           profile: str = "fp32", measure_latency: bool = True, force: bool = False,
                           progress: Progress | None = None, t0: float | None = None) -> Any:
     """Export a loaded TorchSource to `output` (.onnx), with parity against onnxruntime on the written file."""
-    from porttax import conversion
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
     from porttax.converters.mapping_log import MappingLog
     from porttax.parity.runners import OnnxRunner
     from porttax.saving import atomic_output
@@ -115,9 +116,9 @@ def convert_torch_to_onnx(src: Any, *, output: str | Path, parity: bool = True, 
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp) + sum(size_on_disk(tmp.parent / n) for n in external_files(model))
             runner = OnnxRunner(tmp, name=f"{src.name}.onnx")
-            report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
+            report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
             if measure_latency:
-                conversion._latency(src, runner, tax, progress)
+                _check.time_both(src, runner, tax, progress)
             del runner  # onnxruntime maps the data file; let go of it before it moves
             placed = publish_external_data(tmp, Path(output), force)
     except BaseException:
@@ -127,5 +128,5 @@ def convert_torch_to_onnx(src: Any, *, output: str | Path, parity: bool = True, 
             name.unlink(missing_ok=True)
         raise
     if report is not None:
-        conversion._fill_drift(tax, report)
-    return conversion.ConversionResult("onnx", Path(output), None, MappingLog(), report, tax, src)
+        _check.fill_drift(tax, report)
+    return ConversionResult("onnx", Path(output), None, MappingLog(), report, tax, src)

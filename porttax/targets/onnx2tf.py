@@ -55,11 +55,12 @@ def run_onnx2tf(onnx_path: Path, out_dir: Path, *, name: str = "model") -> None:
 def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, seeds: Sequence[int] = (0, 1, 2),
                         profile: str = "fp32", measure_latency: bool = True, force: bool = False,
                         progress: Progress | None = None, t0: float | None = None) -> Any:
-    from porttax import conversion
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
     from porttax.converters.mapping_log import MappingLog
     from porttax.parity import SavedModelRunner
     from porttax.parity.runners import OnnxRunner
-    from porttax.routes import Road
+    from porttax.types import Road
     from porttax.saving import atomic_output
     from porttax.targets.onnx import export_onnx
 
@@ -77,7 +78,7 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
             export_onnx(src.program, src.example, onnx_path, name=src.name)
             onnx_runner = OnnxRunner(onnx_path, name=f"{src.name}.onnx")
             if parity:
-                hops.append(_hop("torch → ONNX", conversion._source_runner(src), onnx_runner, src, seeds, profile))
+                hops.append(_hop("torch → ONNX", _check.source_runner(src), onnx_runner, src, seeds, profile))
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"converting ONNX with onnx2tf to {output}")
             staging = Path(folder) / "saved_model"
@@ -89,23 +90,21 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
             runner = SavedModelRunner(tmp, name=f"{src.name} (onnx2tf SavedModel)")
             if parity and src.origin != "onnx":
                 hops.append(_hop("ONNX → SavedModel", onnx_runner, runner, src, seeds, profile))
-            report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
+            report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
             if measure_latency:
-                conversion._latency(src, runner, tax, progress)
+                _check.time_both(src, runner, tax, progress)
     road = Road("onnx2tf", status="passed" if report is None or report.passed else "failed parity",
                 coverage=f"{len(aten)}/{len(aten)}", chosen=True, hops=hops)
     if report is not None:
-        conversion._fill_drift(tax, report)
+        _check.fill_drift(tax, report)
         road.drift_rel_l2 = tax.drift_rel_l2
     road.built = True
-    return conversion.ConversionResult("savedmodel", Path(output), None, MappingLog(), report, tax, src,
+    return ConversionResult("savedmodel", Path(output), None, MappingLog(), report, tax, src,
                                        roads=[road.to_dict()], roads_text=[road.line()])
 
 
 def _hop(label: str, reference: Any, converted: Any, src: Any, seeds: Sequence[int], profile: str) -> dict[str, Any]:
     """Drift of one step of the road, so a report shows which step lost precision."""
     from porttax.parity import check_parity
-    from porttax.routes import worst_rel_l2
-
     report = check_parity(reference, converted, src.specs, seeds=seeds, profile=profile)
-    return {"hop": label, "rel_l2": worst_rel_l2(report), "passed": bool(report.passed)}
+    return {"hop": label, "rel_l2": report.worst_rel_l2, "passed": bool(report.passed)}

@@ -116,8 +116,10 @@ def convert_keras_to_tfjs(model: Any, layer_map: Any, src: Any, log: Any, *, out
                           t0: float | None = None) -> Any:
     """PyTorch / ONNX road: the Keras model porttax built → SavedModel → TF.js graph model, checked
     against the source (torch, or the ONNX file in onnxruntime) in Node.js."""
-    from porttax import conversion
-    from porttax.saving import atomic_output, write_savedmodel
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
+    from porttax.saving import atomic_output
+    from porttax.targets.savedmodel import write_savedmodel
 
     progress = progress or QUIET
     t0 = time.perf_counter() if t0 is None else t0
@@ -136,13 +138,13 @@ def convert_keras_to_tfjs(model: Any, layer_map: Any, src: Any, log: Any, *, out
         tax.output_bytes = size_on_disk(tmp)
         runner = _tfjs_runner(tmp, f"{src.name} (TF.js)", progress, final)
         report = _finish(tax, runner,
-                         lambda r: conversion._parity(src, r, seeds, profile, progress) if parity else None,
-                         lambda r: conversion._latency(src, r, tax, progress), measure_latency, tmp, final)
+                         lambda r: _check.run_parity(src, r, seeds, profile, progress) if parity else None,
+                         lambda r: _check.time_both(src, r, tax, progress), measure_latency, tmp, final)
     if report is not None:
-        conversion._fill_drift(tax, report)
+        _check.fill_drift(tax, report)
     if getattr(src, "program", None) is not None:
         tax.source_weight_bytes = weight_bytes(src.program)
-    return conversion.ConversionResult("tfjs", final, model, log, report, tax, src, layer_map=layer_map)
+    return ConversionResult("tfjs", final, model, log, report, tax, src, layer_map=layer_map)
 
 
 def _convert_stage(savedmodel: Path, tmp: Path, final: Path, name: str, progress: Progress) -> None:
@@ -160,10 +162,12 @@ def convert_keras_source_to_tfjs(source: Any, *, output: str | Path, trust_code:
                                  progress: Progress | None = None) -> Any:
     """Keras road: a `.keras`/`.h5` model written as a SavedModel by Keras, or a SavedModel directory as
     it is, → TF.js graph model, checked against the Keras model (or the SavedModel's own serving graph)."""
-    from porttax import conversion
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
     from porttax._frameworks import import_keras, import_torch
     from porttax.converters.keras_to_torch.driver import functional_view
-    from porttax.saving import atomic_output, write_savedmodel
+    from porttax.saving import atomic_output
+    from porttax.targets.savedmodel import write_savedmodel
 
     progress = progress or QUIET
     final = check_tfjs_output(output)  # porttax.convert has checked it, and Node and the converter, already
@@ -210,10 +214,10 @@ def convert_keras_source_to_tfjs(source: Any, *, output: str | Path, trust_code:
 
         report = _finish(tax, runner, check, latency, measure_latency, tmp, final)
     if report is not None:
-        conversion._fill_drift(tax, report)
+        _check.fill_drift(tax, report)
     if src.model is not None:
         tax.source_weight_bytes = sum(int(w.numpy().nbytes) for w in src.model.weights) or None
-    return conversion.ConversionResult("tfjs", final, src.model, log, report, tax, src)
+    return ConversionResult("tfjs", final, src.model, log, report, tax, src)
 
 
 def _keras_reference(source: Any, trust_code: bool) -> tuple[Any, Any]:

@@ -102,9 +102,11 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
 
     A quantised model is judged under the `int8` profile (top-1 agreement) unless the caller names
     another, over at least 32 seeded inputs, and its size is reported against the float weights."""
-    from porttax import conversion
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
     from porttax.parity.runners import TfLiteRunner
-    from porttax.saving import atomic_output, write_savedmodel
+    from porttax.saving import atomic_output
+    from porttax.targets.savedmodel import write_savedmodel
 
     progress = progress or QUIET
     t0 = time.perf_counter() if t0 is None else t0
@@ -141,13 +143,13 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
             raise UnsupportedError(exc.message, path=str(output), hint=exc.hint) from None
         tax.load_ms = runner.load_ms
         tax.runtime_note = f"LiteRT runs it with {'the XNNPACK delegate' if runner.delegate == 'xnnpack' else 'its builtin kernels'}"
-        report = conversion._parity(src, runner, seeds, profile, progress) if parity else None
+        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
         if measure_latency:
-            conversion._latency(src, runner, tax, progress)
+            _check.time_both(src, runner, tax, progress)
     if report is not None:
-        conversion._fill_drift(tax, report)
+        _check.fill_drift(tax, report)
     tax.source_weight_bytes = weight_bytes(src.program) if hasattr(src, "program") else _keras_weight_bytes(model)
-    return conversion.ConversionResult("tflite", Path(output), model, log, report, tax, src, layer_map=layer_map)
+    return ConversionResult("tflite", Path(output), model, log, report, tax, src, layer_map=layer_map)
 
 
 def convert_keras_source_to_tflite(source: Any, *, output: str | Path | None, trust_code: bool = False,

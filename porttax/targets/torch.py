@@ -17,11 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from porttax.errors import InputError
+from porttax.layer_map import PT2_ENTRY
 from porttax.progress import QUIET, Progress
-from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 
 TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx", "executorch")
-PT2_LAYER_MAP = "porttax/layer_map.json"  # in a .pt2 from this road: torch module outputs ↔ Keras layer outputs
 _SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx", "executorch": ".pte"}
 
 
@@ -40,7 +40,8 @@ def convert_keras(
     progress: Progress | None = None,
 ) -> Any:
     from porttax._frameworks import import_keras, import_torch
-    from porttax.conversion import ConversionResult
+    from porttax.targets._check import run_parity, time_both
+    from porttax.types import ConversionResult
     from porttax.saving import atomic_output, check_output
 
     progress = progress or QUIET
@@ -76,9 +77,9 @@ def convert_keras(
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
         converted = _runner(module, src, result)
-        report = _parity(src, converted, seeds, profile, progress) if parity else None
+        report = run_parity(src, converted, seeds, profile, progress) if parity else None
         if measure_latency:
-            _latency(src, converted, tax, progress)
+            time_both(src, converted, tax, progress)
     else:
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"writing {target} to {output}")
@@ -89,17 +90,17 @@ def convert_keras(
             converted = _artifact_runner(target, tmp, module, src, result, program)
             if target == "executorch":
                 tax.load_ms, tax.runtime_note = getattr(converted, "load_ms", None), program.note()
-            report = _parity(src, converted, seeds, profile, progress) if parity else None
+            report = run_parity(src, converted, seeds, profile, progress) if parity else None
             if measure_latency:
-                _latency(src, converted, tax, progress)
+                time_both(src, converted, tax, progress)
         final = Path(output)
     conv = ConversionResult(target, final, src.model, log, report, tax, src)
     conv.torch_module = module
     conv.layer_map = result.layer_map
     if report is not None:
-        from porttax.conversion import _fill_drift
+        from porttax.targets._check import fill_drift
 
-        _fill_drift(tax, report)
+        fill_drift(tax, report)
     return conv
 
 
@@ -120,8 +121,6 @@ def export_example(result: Any, src: Any) -> tuple[tuple[Any, ...], Any]:
 
 
 def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
-    from porttax.saving import write_pt2, write_torch_weights
-
     mapping = json.dumps(_mapping(result, src), indent=1)
     if target == "onnx":  # Keras → torch module → torch.export → torch.onnx.export
         from porttax._frameworks import import_torch
@@ -147,7 +146,7 @@ def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
         example, dynamic = export_example(result, src)
         return write_pt2(module, path, example, dynamic,
                          extra_files={"porttax/forward.py": module.code, "porttax/mapping.json": mapping,
-                                      PT2_LAYER_MAP: result.layer_map.to_json()})
+                                      PT2_ENTRY: result.layer_map.to_json()})
     write_torch_weights(module.state_dict(), path, target,
                         metadata={"porttax.source": src.name, "porttax.keras_model": src.model.name})
     return None
@@ -219,30 +218,71 @@ def _maybe_channels_first(runner: Any, result: Any) -> Any:
     return ChannelsFirstAdapter(runner)
 
 
-def _source_runner(src: Any) -> Any:
-    from porttax.parity import KerasRunner, SavedModelRunner
+def write_pt2(module: object, path: Path, example: tuple, dynamic_shapes: object | None = None,
+              extra_files: dict[str, str] | None = None) -> object:
+    """`torch.export` the module and save it as `.pt2`; returns the ExportedProgram.
 
-    if src.origin == "savedmodel" and src.path and (Path(src.path) / "keras_metadata.pb").is_file():
-        # a TF-Keras 2 SavedModel was rebuilt in Keras 3; the reference is the graph TF-Keras itself wrote,
-        # so a config that Keras 3 reads differently shows up as drift instead of hiding in both sides
-        return SavedModelRunner(src.path, name=f"{src.name} (TF-Keras SavedModel)")
-    return KerasRunner(src.model, [s.name for s in src.specs], compiled=True, name=f"{src.name} (Keras)")
+    `extra_files` travel inside the archive (porttax stores the readable forward and the layer map);
+    `torch.export.load(path)` needs none of porttax to run the result.
+    """
+    from porttax._frameworks import import_torch
+
+    torch = import_torch()
+    program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)  # type: ignore[arg-type]
+    from porttax.saving import torch_archive_file
+
+    with torch_archive_file(path) as sink:
+        torch.export.save(program, sink, extra_files=extra_files or {})
+    return program
 
 
-def _parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Any:
-    from porttax.parity import check_parity
+def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[str, str] | None = None) -> None:
+    """A state_dict as `.safetensors` (no pickle) or `.pt` (loads with `torch.load(weights_only=True)`)."""
+    from porttax._frameworks import import_torch
 
-    progress.stage(f"checking parity over {len(seeds)} seed(s), profile {profile}")
-    source = _source_runner(src)
-    source.layer_map = getattr(runner, "layer_map", None)  # the Keras side of each tap
-    return check_parity(source, runner, src.specs, seeds=seeds, profile=profile)
+    torch = import_torch()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    if fmt == "safetensors":
+        from porttax.sources.safetensors_file import write_safetensors
+
+        write_safetensors(tensors, path, metadata)
+    else:
+        from porttax.saving import torch_archive_file
+
+    with torch_archive_file(path) as sink:
+            torch.save(tensors, sink)
 
 
-def _latency(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> None:
-    from porttax.parity import make_inputs
+def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: bool = True,
+                          seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", measure_latency: bool = True,
+                          force: bool = False, progress: Progress | None = None, t0: float | None = None) -> Any:
+    """Write the converted module as `.pt2`, with parity of the reloaded archive against onnxruntime."""
+    from porttax.targets import _check
+    from porttax.types import ConversionResult
+    from porttax._frameworks import import_torch
+    from porttax.parity import TorchRunner
+    from porttax.saving import atomic_output, torch_archive_file
 
-    progress.stage("timing source (Keras on TensorFlow) and converted (torch) model on CPU")
-    inputs = make_inputs(src.specs, 0)
-    source = _source_runner(src)
-    tax.latency_source_ms = time_call(lambda: source.run(inputs))
-    tax.latency_converted_ms = time_call(lambda: runner.run(inputs))
+    progress = progress or QUIET
+    t0 = time.perf_counter() if t0 is None else t0
+    if Path(output).suffix.lower() != ".pt2":
+        raise InputError("an ONNX model converts --to torch as a .pt2 file", path=str(output),
+                         hint="use -o model.pt2")
+    torch = import_torch()
+    tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
+                     ops_folded=log.ops_folded)
+    report = None
+    with atomic_output(output, force=force) as tmp:
+        progress.stage(f"writing torch.export archive to {output}")
+        with torch_archive_file(tmp) as sink:
+            torch.export.save(src.program, sink)
+        tax.conversion_seconds = time.perf_counter() - t0
+        tax.peak_rss_mb = peak_rss_mb()
+        tax.output_bytes = size_on_disk(tmp)
+        runner = TorchRunner(torch.export.load(str(tmp)), [s.name for s in src.specs], name=f"{src.name}.pt2")
+        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
+        if measure_latency:
+            _check.time_both(src, runner, tax, progress)
+    if report is not None:
+        _check.fill_drift(tax, report)
+    return ConversionResult("torch", Path(output), None, log, report, tax, src)

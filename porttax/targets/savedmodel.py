@@ -1,0 +1,75 @@
+"""The SavedModel target: a serving signature of the model itself, the layer-map signature, LLM endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def write_savedmodel(model: object, path: Path, layer_map: object | None = None, *, jit: bool = False,
+                     endpoints: dict[str, Any] | None = None) -> None:
+    """A SavedModel whose first endpoint (`serve`, aliased `serving_default`) is the model itself.
+
+    With a layer map, a second signature `porttax_layers` returns every tapped module output from the
+    same variables, so a SavedModel can be localised with plain TensorFlow and no Keras file.
+    `jit` compiles the serving function with XLA: small models, whose time goes to per-op dispatch,
+    run about twice as fast; TF Serving then needs `--xla_cpu_compilation_enabled=true`, so it is opt-in.
+    `endpoints` are further signatures by name, Keras models sharing `model`'s layers (an LLM's
+    `logits` and `decode`, porttax.targets.llm_signatures); shared variables are saved once.
+    """
+    from porttax._frameworks import import_keras
+
+    keras = import_keras()
+    spec = keras.tree.map_structure(
+        lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name), model.input  # type: ignore[attr-defined]
+    )
+    archive = keras.export.ExportArchive()
+    if jit:
+        from porttax._frameworks import import_tf
+
+        tf = import_tf()
+        tf_spec = keras.tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype, name=t.name), model.input)  # type: ignore[attr-defined]
+        serve = tf.function(lambda inputs: model(inputs, training=False),  # type: ignore[operator]
+                            input_signature=[tf_spec], jit_compile=True, autograph=False)
+        serve.get_concrete_function()
+        archive.track(model)
+        archive.add_endpoint("serve", serve)
+    else:
+        archive.track_and_add_endpoint("serve", model, [spec])
+    from porttax.parity.taps import tap_tensors
+
+    tensors = tap_tensors(model, getattr(layer_map, "taps", []))
+    if tensors:
+        outputs = {}
+        for i, tap in enumerate(t for t in layer_map.taps if t.key in tensors):  # type: ignore[union-attr]
+            tap.output = f"tap_{i}"  # signature output names must be plain identifiers
+            outputs[tap.output] = tensors[tap.key]
+        tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
+        archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
+    for name, extra in (endpoints or {}).items():
+        extra_spec = keras.tree.map_structure(lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name),
+                                              extra.input)
+        archive.track_and_add_endpoint(name, extra, [extra_spec])
+    _save_each_variable_once(archive)
+    archive.write_out(str(path), verbose=False)
+    from porttax.sources.keras_source import KERAS_CONFIG, savedmodel_config
+
+    (path / KERAS_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (path / KERAS_CONFIG).write_text(savedmodel_config(model))  # lets the Keras → torch road read it back
+    if layer_map is not None:
+        from porttax.layer_map import add_to_savedmodel
+
+        add_to_savedmodel(path, layer_map)  # type: ignore[arg-type]
+
+
+def _save_each_variable_once(archive: Any) -> None:
+    """Keras' ExportArchive (3.15, TF 2.21) checkpoints every weight twice: once as the Keras variable
+    it tracks (`variables/N`) and once as the tf.Variable its endpoints capture (`_all_variables/N`),
+    so a SavedModel is twice its weights on disk. Pointing the tracked lists at the tf.Variables
+    themselves lets TensorFlow save each once; names, signatures and `loaded.variables` are unchanged
+    (tests/test_acceptance.py checks the size)."""
+    trackable = getattr(archive, "_tf_trackable", None)
+    for attr in ("variables", "trainable_variables", "non_trainable_variables"):
+        values = getattr(trackable, attr, None)
+        if values:
+            setattr(trackable, attr, [getattr(v, "_value", v) for v in values])
