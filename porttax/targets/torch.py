@@ -19,6 +19,7 @@ import numpy as np
 from porttax.errors import InputError
 from porttax.layer_map import PT2_ENTRY
 from porttax.progress import QUIET, Progress
+from porttax.saving import torch_archive_file
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 
 TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx", "executorch")
@@ -229,8 +230,6 @@ def write_pt2(module: object, path: Path, example: tuple, dynamic_shapes: object
 
     torch = import_torch()
     program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)  # type: ignore[arg-type]
-    from porttax.saving import torch_archive_file
-
     with torch_archive_file(path) as sink:
         torch.export.save(program, sink, extra_files=extra_files or {})
     return program
@@ -247,9 +246,7 @@ def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[s
 
         write_safetensors(tensors, path, metadata)
     else:
-        from porttax.saving import torch_archive_file
-
-    with torch_archive_file(path) as sink:
+        with torch_archive_file(path) as sink:
             torch.save(tensors, sink)
 
 
@@ -261,7 +258,7 @@ def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: boo
     from porttax.types import ConversionResult
     from porttax._frameworks import import_torch
     from porttax.parity import TorchRunner
-    from porttax.saving import atomic_output, torch_archive_file
+    from porttax.saving import atomic_output
 
     progress = progress or QUIET
     t0 = time.perf_counter() if t0 is None else t0
