@@ -17,6 +17,8 @@ from porttax.errors import PorttaxError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from porttax.targets import all_targets
+
     p = argparse.ArgumentParser(
         prog="porttax",
         description="Move trained models between PyTorch and Keras 3 / TensorFlow, and measure the porting tax.",
@@ -31,9 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                    "--trust-pickle), TorchScript (with --trust-code), .safetensors (with --arch or a <name>.config.json beside it) or a Hugging Face "
                    "folder (config.json + safetensors shards). "
                    "Keras: .keras, .h5, or a SavedModel directory written by porttax")
-    c.add_argument("--to", choices=["keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "tfjs",
-                                    "torch", "safetensors", "state_dict"],
-                   help="target format (default: from -o's suffix)")
+    c.add_argument("--to", choices=[t.name for t in all_targets()],
+                   help="target format (default: from -o's suffix); `porttax targets` lists them")
     c.add_argument("-o", "--output", required=True,
                    help="output: .keras file, SavedModel directory, .onnx, .tflite or .pte (ExecuTorch) file, "
                    "TF.js graph-model directory (--to tfjs); .pt2 / .safetensors / .pt for Keras sources; a folder "
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_inspect_parser(sub)
     _add_audit_parser(sub)
 
+    tg = sub.add_parser("targets", help="list the output formats --to takes, with the -o endings that pick each")
+    tg.add_argument("--json", action="store_true", help="print the list as JSON")
     m = sub.add_parser("models", help="bundled reference architectures and checkpoints")
     msub = m.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", help="list architectures and presets")
@@ -229,6 +232,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _convert(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "targets":
+            return _targets(args)
         if args.command == "parity":
             return _parity(args)
         if args.command == "inspect":
@@ -254,6 +259,21 @@ def _dispatch(args: argparse.Namespace) -> int:
               "please report it with the traceback above", file=sys.stderr)
         return 3
     return 2
+
+
+def _targets(args: argparse.Namespace) -> int:
+    """`porttax targets`: the registry of porttax.targets, as a table or JSON."""
+    from porttax.targets import all_targets
+
+    rows = [{"name": t.name, "aliases": list(t.aliases), "suffixes": list(t.suffixes), "output": t.output,
+             "summary": t.summary} for t in all_targets()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        picks = ", ".join(row["suffixes"]) or "-"
+        print(f"{row['name']:<14} {picks:<22} {row['summary']}")
+    return 0
 
 
 def _convert(args: argparse.Namespace) -> int:

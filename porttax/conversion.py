@@ -12,31 +12,20 @@ from porttax.progress import QUIET, Progress
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 from porttax.types import ConversionResult
 
-TARGETS = ("keras", "keras-weights", "savedmodel", "onnx", "tflite", "executorch", "tfjs", "torch", "safetensors",
-           "state_dict")
-
-
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
-    if to is None:
-        suffix = Path(str(output)).suffix.lower() if output is not None else ""
-        if str(output).endswith(".weights.h5"):
-            return "keras-weights"
-        by_suffix = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch", ".pt2": "torch", ".safetensors": "safetensors", ".pt": "state_dict",
-                     ".pth": "state_dict"}
-        if suffix in by_suffix:
-            return by_suffix[suffix]
-        if keras_source:
-            return "torch"
-        return "savedmodel" if output is not None else "keras"
-    to = to.lower().replace("_", "").replace("-", "")
-    aliases = {"keras": "keras", "savedmodel": "savedmodel", "tf": "savedmodel", "tfsavedmodel": "savedmodel",
-               "torch": "torch", "pytorch": "torch", "pt2": "torch", "safetensors": "safetensors",
-               "statedict": "state_dict", "onnx": "onnx", "tflite": "tflite", "litert": "tflite",
-               "executorch": "executorch", "pte": "executorch", "kerasweights": "keras-weights",
-               "weights": "keras-weights", "tfjs": "tfjs", "tensorflowjs": "tfjs"}
-    if to not in aliases:
-        raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
-    return aliases[to]
+    """The target `--to` names (any spelling porttax.targets registers), else the one `output`'s ending
+    picks; with neither, a Keras source goes to torch and a PyTorch source to a SavedModel (to a Keras
+    model in memory when there is no output at all)."""
+    from porttax import targets
+
+    if to is not None:
+        return targets.resolve(to).name
+    picked = targets.for_output(output) if output is not None else None
+    if picked is not None:
+        return picked.name
+    if keras_source:
+        return "torch"
+    return "savedmodel" if output is not None else "keras"
 
 
 def convert(
@@ -100,6 +89,7 @@ def convert(
     """
     from porttax._frameworks import import_keras, import_torch
     from porttax.saving import atomic_output, check_output
+    from porttax import targets
     from porttax.targets import _check
     from porttax.targets.keras import add_weight_map, write_keras
     from porttax.targets.savedmodel import write_savedmodel
@@ -193,16 +183,7 @@ def convert(
     if channels_first:
         raise InputError("--channels-first applies to Keras sources",
                          hint="a PyTorch source already takes and returns its own layout")
-    if target == "onnx" and output is None:
-        raise InputError("an ONNX model is written to disk; give an output path", hint="pass -o model.onnx")
-    if target == "savedmodel" and output is None:
-        raise InputError("a SavedModel is a directory on disk; give an output path", hint="pass -o DIR")
-    if target == "tflite" and (output is None or not str(output).endswith(".tflite")):
-        raise InputError("a LiteRT model is written to a .tflite file", path=str(output) if output else None,
-                         hint="pass -o model.tflite")
-    if target == "keras" and output is not None and not str(output).endswith(".keras"):
-        raise InputError("a Keras model file must end in .keras", path=str(output),
-                         hint="use -o model.keras, or --to savedmodel for a directory")
+    targets.resolve(target).check_output(output)
     if (quantize is not None or calibration is not None) and target != "tflite":
         raise InputError("--quantize and --calibration apply to --to tflite")
     if jit and target != "savedmodel":

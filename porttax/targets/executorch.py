@@ -24,7 +24,13 @@ from porttax._frameworks import require_executorch
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.layer_map import PTE_INPUT_NAMES as INPUT_NAMES, PTE_OUTPUT_NAMES as OUTPUT_NAMES
 from porttax.progress import QUIET, Progress
+from porttax.targets import Target, register_target
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
+
+
+register_target(Target("executorch", "an ExecuTorch program (.pte, XNNPACK-delegated)", aliases=("pte",),
+                       suffixes=(".pte",), output="suffix", output_hint="pass -o model.pte"))
+
 
 @dataclass
 class Lowered:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from porttax.targets import Target, register_target
+
+
+register_target(Target("keras", "a Keras 3 model file (.keras; in memory without -o)", suffixes=(".keras",),
+                       output_hint="use -o model.keras, or --to savedmodel for a directory"))
+
 
 def write_keras(model: object, path: Path, layer_map: object | None = None) -> None:
     """`model.save` plus porttax's layer map inside the same zip, so localisation needs no sidecar file."""

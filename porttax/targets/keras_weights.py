@@ -26,7 +26,14 @@ import numpy as np
 
 from porttax.errors import InputError, UnsupportedError
 from porttax.progress import QUIET, Progress
+from porttax.targets import Target, register_target
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
+
+
+register_target(Target("keras-weights", "Keras weights (.weights.h5) streamed from a checkpoint, no model built",
+                       aliases=("weights",), suffixes=(".weights.h5",), output="required",
+                       output_hint="pass -o model.weights.h5"))
+
 
 SUFFIX = ".weights.h5"
 

@@ -15,7 +15,12 @@ from typing import Any, Sequence
 
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.progress import QUIET, Progress
+from porttax.targets import Target, register_target
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
+
+
+register_target(Target("onnx", "an ONNX model file", suffixes=(".onnx",), output="required", output_hint="pass -o model.onnx"))
+
 
 PROTOBUF_LIMIT = 2 * 1024**3 - 64 * 1024**2  # leave room for the graph itself beside the weights
 

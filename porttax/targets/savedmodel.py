@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from porttax.targets import Target, register_target
+
+
+register_target(Target("savedmodel", "a TensorFlow SavedModel directory with a serving_default signature",
+                       aliases=("tf", "tf-savedmodel"), output="required", output_hint="pass -o DIR"))
+
 
 def write_savedmodel(model: object, path: Path, layer_map: object | None = None, *, jit: bool = False,
                      endpoints: dict[str, Any] | None = None) -> None:

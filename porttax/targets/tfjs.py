@@ -23,10 +23,16 @@ from typing import Any, Sequence
 
 from porttax.errors import InputError, UnsupportedError
 from porttax.progress import QUIET, Progress
+from porttax.targets import Target, register_target
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
 
 # the converter's command-line entry point, called with a real argv (its console script re-splits the
 # arguments on spaces, which breaks paths that contain one)
+
+register_target(Target("tfjs", "a TensorFlow.js graph-model directory", aliases=("tensorflowjs",), output="required",
+                       output_hint="pass -o DIR (a folder that does not exist yet, or --force)"))
+
+
 _CONVERT = "import sys; from tensorflowjs.converters.converter import convert; convert(sys.argv[1:])"
 
 

@@ -19,7 +19,13 @@ from typing import Any, Iterator, Sequence
 
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.progress import QUIET, Progress
+from porttax.targets import Target, register_target
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
+
+
+register_target(Target("tflite", "a LiteRT flatbuffer (.tflite)", aliases=("litert",), suffixes=(".tflite",),
+                       output="suffix", output_hint="pass -o model.tflite"))
+
 
 QUANTIZE = ("dynamic", "int8")
 CALIBRATION_CASES = 32  # seeded inputs for int8 calibration when the user gives none

@@ -20,7 +20,18 @@ from porttax.errors import InputError
 from porttax.layer_map import PT2_ENTRY
 from porttax.progress import QUIET, Progress
 from porttax.saving import torch_archive_file
+from porttax.targets import Target, register_target
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
+
+
+register_target(Target("torch", "a torch.export archive (.pt2) of the converted module", aliases=("pytorch", "pt2"),
+                       suffixes=(".pt2",), output="required", output_hint="pass -o model.pt2"))
+register_target(Target("safetensors", "the converted module's weights (.safetensors), or a checkpoint folder in the source's "
+                       "own layout", suffixes=(".safetensors",), output="required",
+                       output_hint="pass -o weights.safetensors, or -o DIR/ for a checkpoint folder"))
+register_target(Target("state_dict", "the converted module's state_dict (.pt, loads with weights_only=True)",
+                       suffixes=(".pt", ".pth"), output="required", output_hint="pass -o weights.pt"))
+
 
 TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx", "executorch")
 _SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx", "executorch": ".pte"}
