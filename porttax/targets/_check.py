@@ -56,10 +56,11 @@ def run_parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progre
     from porttax.parity import check_parity
 
     progress.stage(f"checking parity over {len(seeds)} seed(s), profile {profile}")
+    from porttax.sources.keras_source import KerasSource
+
     source = source_runner(src)
-    if getattr(source, "layer_map", None) is None and getattr(runner, "layer_map", None) is not None \
-            and _is_keras_source(src):
-        source.layer_map = runner.layer_map
+    if isinstance(src, KerasSource):
+        source.layer_map = getattr(runner, "layer_map", None)
     return check_parity(source, runner, src.specs, seeds=seeds, profile=profile)
 
 
@@ -89,9 +90,3 @@ def fill_drift(tax: PortingTax, report: Any) -> None:
     # top-1 agreement over every case and output: the share of decisions the port keeps
     top1 = sum(agreements) / len(agreements) if agreements else None
     tax.drift_rel_l2, tax.drift_max_abs, tax.top1_agreement = worst, max_abs, top1
-
-
-def _is_keras_source(src: Any) -> bool:
-    from porttax.sources.keras_source import KerasSource
-
-    return isinstance(src, KerasSource)
