@@ -47,6 +47,13 @@ def test_an_unknown_target_names_every_registered_one() -> None:
     assert all(t.name in str(err.value) for t in targets.all_targets())
 
 
+def test_the_list_does_not_depend_on_which_target_module_was_imported_first() -> None:
+    code = ("import porttax.targets.tflite, porttax.targets.torch; from porttax import targets; "
+            "print(','.join(t.name for t in targets.all_targets()))")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert first == [",".join(t.name for t in targets.all_targets())]
+
+
 def test_a_second_owner_of_a_name_alias_or_suffix_is_refused() -> None:
     targets.load_all()
     for clash in (Target("keras", "again"), Target("k3", "alias clash", aliases=("Save_dModel",)),

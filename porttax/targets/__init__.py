@@ -77,8 +77,10 @@ def load_all() -> None:
 
 
 def all_targets() -> list[Target]:
+    """Every registered target, by name: registration order depends on which target modules something
+    imported first, and `--help`, `porttax targets` and error hints must not."""
     load_all()
-    return list(_TARGETS.values())
+    return sorted(_TARGETS.values(), key=lambda t: t.name)
 
 
 def resolve(to: str) -> Target:
@@ -87,7 +89,7 @@ def resolve(to: str) -> Target:
     for target in _TARGETS.values():
         if _key(to) in {_key(n) for n in (target.name, *target.aliases)}:
             return target
-    raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(_TARGETS)}")
+    raise InputError(f"unknown target {to!r}", hint=f"use one of: {', '.join(t.name for t in all_targets())}")
 
 
 def for_output(output: str | Path) -> Target | None:
