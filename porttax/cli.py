@@ -266,13 +266,14 @@ def _targets(args: argparse.Namespace) -> int:
     from porttax.targets import all_targets
 
     rows = [{"name": t.name, "aliases": list(t.aliases), "suffixes": list(t.suffixes), "output": t.output,
-             "summary": t.summary} for t in all_targets()]
+             "takes": list(t.ways), "summary": t.summary} for t in all_targets()]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
+    print(f"{'target':<14} {'-o endings':<22} {'from':<19} what it writes")
     for row in rows:
         picks = ", ".join(row["suffixes"]) or "-"
-        print(f"{row['name']:<14} {picks:<22} {row['summary']}")
+        print(f"{row['name']:<14} {picks:<22} {', '.join(row['takes']):<19} {row['summary']}")
     return 0
 
 

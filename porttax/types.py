@@ -79,6 +79,63 @@ def spec_dims(shape: Sequence[int | None], name: str) -> tuple[Dim, ...]:
 
 
 @dataclass
+class ConvertJob:
+    """One `porttax.convert` call: what the user asked for, then what the pipeline loaded and built.
+
+    It travels down to the target that writes the artefact, so a target's contract is one function of
+    the job (see porttax.targets.Way) and a new option is one field here, not a parameter threaded
+    through every target. `kind` is the source's family — "torch", "onnx" or "keras" — which picks the
+    target's way; `src`, `model`, `log`, `layer_map` and `roads` are filled in as the pipeline gets
+    that far (a target whose way reads the source itself finds them empty).
+    """
+
+    source: Any
+    target: str = ""
+    output: str | Path | None = None
+    kind: str = ""
+    example_inputs: Sequence[Any] | None = None
+    input_shapes: Sequence[Sequence[int]] | None = None
+    input_dtypes: Sequence[str] | None = None
+    arch: str | None = None
+    config: Any = None
+    trust_pickle: bool = False
+    trust_code: bool = False
+    parity: bool = True
+    seeds: Sequence[int] = (0, 1, 2)
+    profile: str = "fp32"
+    measure_latency: bool = True
+    force: bool = False
+    jit: bool = False
+    channels_first: bool = False
+    dtype: str | None = None
+    max_shard_size: str | int | None = None
+    weight_map_from: str | Path | None = None
+    max_cache_len: int | None = None
+    route: str = "direct"
+    prefer: str = "fastest"
+    quantize: str | None = None
+    calibration: str | Path | None = None
+    progress: Any = None  # porttax.progress.Progress
+    t0: float = 0.0  # when loading started: conversion time counts from here
+    src: Any = None  # the loaded source handle (TorchSource for the torch and onnx kinds)
+    model: Any = None  # the Keras model the chosen road built
+    log: Any = None  # MappingLog of whatever converted the source
+    layer_map: Any = None
+    roads: list[Road] = field(default_factory=list)
+
+    def checks(self) -> dict[str, Any]:
+        """The options every target's parity check and timing take, as keyword arguments."""
+        return {"parity": self.parity, "seeds": self.seeds, "profile": self.profile,
+                "measure_latency": self.measure_latency, "force": self.force, "progress": self.progress}
+
+    def with_roads(self, result: "ConversionResult") -> "ConversionResult":
+        """`result` with the roads this job tried, for the report."""
+        if self.roads:
+            result.roads, result.roads_text = [r.to_dict() for r in self.roads], [r.line() for r in self.roads]
+        return result
+
+
+@dataclass
 class ConversionResult:
     target: str
     output: Path | None

@@ -75,12 +75,14 @@ def _run(row: AuditRow, path: Path, opts: dict[str, Any]) -> None:
 
 def _convert(row: AuditRow, path: Path, target: str, output: Path, insp: Any, opts: dict[str, Any],
              load: dict[str, Any]) -> Any:
+    from porttax import targets
     from porttax.conversion import convert
 
     roads = [r for r in opts["roads"] if r in ("direct", "onnx")]
     route = "auto" if len(roads) > 1 else (roads[0] if roads else "direct")
-    if insp.framework != "torch" or target == "onnx":
-        route = "direct"  # the only road from a Keras or ONNX source, or to an ONNX file
+    way = targets.resolve(target).ways.get("torch")
+    if insp.framework != "torch" or way is None or "route" not in way.options:
+        route = "direct"  # the only road from a Keras or ONNX source, or to a torch-family file
     try:
         result = convert(str(path), to=target, output=output, route=route, prefer="first",
                          seeds=tuple(range(opts["seeds"])), profile=opts["profile"],

@@ -3,9 +3,12 @@
 Each target module converts a loaded source to its format and proves the artefact with the parity
 suite before it is moved into place (through `porttax.targets._check`), and registers itself here
 with `register_target`: its name, the aliases `--to` accepts, the output suffixes that pick it when
-`--to` is left out, and what it needs of `-o`. `porttax.convert` and the CLI read this registry
-(`resolve`, `for_output`, `all_targets`); nothing else keeps a list of targets. Adding a target is
-one module in this package that calls `register_target` (discovered by `load_all`), plus its test.
+`--to` is left out, what it needs of `-o`, and its *ways* — for each kind of source it takes
+("torch", "onnx", "keras"), what the pipeline must hand it (`Way.needs`), the options it honours and
+the function that writes and checks the artefact. `porttax.convert` is a pipeline over this registry
+(`resolve` → `Target.admit` → load → build → `Way.write`) and the CLI reads it too; nothing else keeps
+a list of targets or dispatches on a target's name. Adding a target is one module in this package
+that calls `register_target` (discovered by `load_all`), plus its test.
 
 May import: the base, the sources, the converters and the parity suite. Never the orchestration
 (`porttax.conversion`, `porttax.routes`, `porttax.inspection`, the CLI).
@@ -15,10 +18,39 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from porttax.errors import InputError
+from porttax.types import ConversionResult, ConvertJob
+
+KIND_NAMES = {"torch": "a PyTorch source", "onnx": "an ONNX file", "keras": "a Keras source"}
+
+# Options only some ways honour, with the value that means "not asked for" and the flag the CLI spells.
+# Given to a way that does not list it, an option is refused by name rather than silently ignored.
+OPTIONS: dict[str, tuple[Any, str]] = {
+    "jit": (False, "--jit"), "channels_first": (False, "--channels-first"), "dtype": (None, "--dtype"),
+    "max_shard_size": (None, "--max-shard-size"), "weight_map_from": (None, "--weight-map"),
+    "max_cache_len": (None, "--max-cache-len"), "route": ("direct", "--route"),
+    "quantize": (None, "--quantize"), "calibration": (None, "--calibration"),
+}
+
+# What the pipeline hands a way (Way.needs): the source untouched, for a way that loads it itself;
+# a loaded source (`job.src`); a loaded source whose whole exported program is in memory (a
+# streamed checkpoint is read in full); or a Keras model built from it by the chosen road
+# (`job.model`, `job.log`, `job.layer_map`, `job.roads`).
+NEEDS = ("source", "loaded", "program", "keras")
+
+
+@dataclass(frozen=True)
+class Way:
+    """How one target takes one kind of source."""
+
+    write: Callable[[ConvertJob], ConversionResult]  # writes atomically, checks, prices; returns the result
+    needs: str = "loaded"  # one of NEEDS
+    options: tuple[str, ...] = ()  # keys of OPTIONS this way honours
+    in_memory: bool = False  # without -o, the converted model is returned in memory (the Python API)
 
 
 @dataclass(frozen=True)
@@ -31,6 +63,33 @@ class Target:
     suffixes: tuple[str, ...] = ()  # `-o` endings that pick this target when `--to` is absent
     output: str = "optional"  # "optional" (in memory without -o), "required", or "suffix" (required, with a suffix)
     output_hint: str = ""  # what to pass as -o, for the error when it is missing or wrong
+    ways: Mapping[str, Way] = field(default_factory=dict, compare=False)  # by source kind
+    prepare: Callable[[ConvertJob], None] | None = field(default=None, compare=False)  # fast checks, tools
+    refusal_hint: str = ""  # for a source kind the target has no way for
+
+    def way(self, kind: str, source: Any = None) -> Way:
+        """This target's way for `kind`, or a clear error naming the kinds it takes (and the source)."""
+        if kind not in self.ways:
+            takes = " or ".join(KIND_NAMES[k] for k in self.ways)
+            raise InputError(f"--to {self.name} takes {takes}, not {KIND_NAMES.get(kind, kind)}",
+                             path=str(source) if isinstance(source, (str, Path)) else None,
+                             hint=self.refusal_hint or "porttax targets lists what each target takes")
+        return self.ways[kind]
+
+    def admit(self, job: ConvertJob) -> Way:
+        """Refuse, before anything slow, a source kind, an option or an output this target cannot take;
+        then run its own quick checks (`prepare`: an output folder's name, a tool it needs)."""
+        way = self.way(job.kind, job.source)
+        for option, (unset, flag) in OPTIONS.items():
+            if option not in way.options and getattr(job, option) != unset:
+                raise InputError(f"{flag} does not apply to --to {self.name} from {KIND_NAMES[job.kind]}",
+                                 path=str(job.source) if isinstance(job.source, (str, Path)) else None,
+                                 hint=f"{flag} applies to {_takers(option)}")
+        if not (way.in_memory and job.output is None):
+            self.check_output(job.output)
+        if self.prepare is not None:
+            self.prepare(job)
+        return way
 
     def check_output(self, output: str | Path | None) -> None:
         """Refuse a missing or misnamed `-o` before the slow part starts."""
@@ -63,6 +122,17 @@ def register_target(target: Target) -> Target:
             raise ValueError(f"target {target.name!r}: suffix {suffix!r} is already taken by {owners[suffix]!r}")
     _TARGETS[target.name] = target
     return target
+
+
+def _takers(option: str) -> str:
+    """Which targets honour `option`, from which sources: for the error that refuses it elsewhere."""
+    load_all()
+    found = []
+    for t in all_targets():
+        kinds = [KIND_NAMES[k] for k, w in t.ways.items() if option in w.options]
+        if kinds:
+            found.append(f"--to {t.name} ({t.summary}) from {' or '.join(kinds)}")
+    return "; ".join(found) or "no target"
 
 
 def load_all() -> None:

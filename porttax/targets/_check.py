@@ -9,11 +9,13 @@ output the same way.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from porttax.progress import Progress
-from porttax.tax import PortingTax, time_call
+from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, time_call
+from porttax.types import ConversionResult, ConvertJob
 
 
 def source_runner(src: Any) -> Any:
@@ -41,13 +43,48 @@ def keras_runner(model: Any, layer_map: Any) -> Any:
     return KerasRunner(model, compiled=True, name=model.name, layer_map=layer_map)
 
 
-def artifact_runner(target: str, path: Path, src: Any) -> Any:
-    """The written `.keras` or SavedModel, loaded back from disk."""
-    from porttax.parity import KerasRunner, SavedModelRunner
+def check_artifact(job: ConvertJob, tmp: Path, tax: PortingTax, runner: Callable[[], Any]) -> tuple[Any, Any]:
+    """Price the artefact just written to `tmp` and, unless the job turned both off, load it back
+    (`runner()`: loading costs a second copy of the model) and run parity and timing against the
+    source. Returns (parity report or None, the runner or None)."""
+    tax.conversion_seconds = time.perf_counter() - job.t0
+    tax.peak_rss_mb = peak_rss_mb()
+    tax.output_bytes = size_on_disk(tmp)
+    if not (job.parity or job.measure_latency):
+        return None, None
+    loaded = runner()
+    report = run_parity(job.src, loaded, job.seeds, job.profile, job.progress) if job.parity else None
+    if job.measure_latency:
+        time_both(job.src, loaded, tax, job.progress)
+    return report, loaded
 
-    if target == "keras":
-        return KerasRunner(path, compiled=True, name=f"{src.name}.keras")
-    return SavedModelRunner(path, name=f"{src.name} (SavedModel)")
+
+def check_in_memory(job: ConvertJob, tax: PortingTax, runner: Any) -> Any:
+    """`check_artifact` for a model that stays in memory (no output path): the parity report or None."""
+    tax.conversion_seconds = time.perf_counter() - job.t0
+    tax.peak_rss_mb = peak_rss_mb()
+    report = run_parity(job.src, runner, job.seeds, job.profile, job.progress) if job.parity else None
+    if job.measure_latency:
+        time_both(job.src, runner, tax, job.progress)
+    return report
+
+
+def built_tax(job: ConvertJob) -> PortingTax:
+    """The porting-tax record of a Keras model the pipeline built from a PyTorch or ONNX source."""
+    log = job.log
+    dtypes = sorted({str(w.dtype) for w in job.model.weights if "float" in str(w.dtype)})
+    return PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
+                      ops_folded=log.ops_folded, transposes_inserted=log.transposes_inserted,
+                      source_transposes=log.source_transposes, weights_dtype="+".join(dtypes) or "float32",
+                      compute_dtype=getattr(job.src, "float_dtype", "float32"))
+
+
+def finish(job: ConvertJob, output: Path | None, tax: PortingTax, report: Any, **extra: Any) -> ConversionResult:
+    """The result of a job whose Keras model the pipeline built: drift into the tax, the roads tried."""
+    if report is not None:
+        fill_drift(tax, report)
+    return job.with_roads(ConversionResult(job.target, output, job.model, job.log, report, tax, job.src,
+                                           layer_map=job.layer_map, **extra))
 
 
 def run_parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Any:

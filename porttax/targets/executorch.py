@@ -24,12 +24,12 @@ from porttax._frameworks import require_executorch
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.layer_map import PTE_INPUT_NAMES as INPUT_NAMES, PTE_OUTPUT_NAMES as OUTPUT_NAMES
 from porttax.progress import QUIET, Progress
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.targets._from_keras import TorchFormat, convert_keras, input_names, static_example
+from porttax.types import ConversionResult, ConvertJob
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
 
 
-register_target(Target("executorch", "an ExecuTorch program (.pte, XNNPACK-delegated)", aliases=("pte",),
-                       suffixes=(".pte",), output="suffix", output_hint="pass -o model.pte"))
 
 
 @dataclass
@@ -141,3 +141,39 @@ def check_pte_path(output: str | Path | None) -> None:
     if output is None or Path(output).suffix.lower() != ".pte":
         raise InputError("an ExecuTorch program is written to a .pte file", path=str(output) if output else None,
                          hint="pass -o model.pte")
+
+
+def _prepare(job: ConvertJob) -> None:
+    check_pte_path(job.output)
+    require_executorch()  # the runtime is an optional extra: say so before the slow part
+
+
+def _from_torch(job: ConvertJob) -> ConversionResult:
+    return convert_torch_to_executorch(job.src, output=job.output, t0=job.t0, **job.checks())
+
+
+def _write_from_keras(module: Any, result: Any, src: Any, path: Path) -> Any:
+    """Keras → torch module → torch.export at the sizes parity feeds (a `.pte` is static) → ExecuTorch."""
+    from porttax._frameworks import import_torch
+
+    program = import_torch().export.export(module, static_example(result))
+    lowered = program_to_pte(program, input_names=input_names(src), output_names=result.output_names, name=src.name)
+    path.write_bytes(lowered.buffer)
+    return lowered
+
+
+def _reload(path: Path, module: Any, src: Any, result: Any) -> Any:
+    from porttax.parity.runners import ExecuTorchRunner
+
+    return ExecuTorchRunner(path, name=f"{src.name}.pte")
+
+
+def _from_keras(job: ConvertJob) -> ConversionResult:
+    return convert_keras(job, TorchFormat(".pte", _write_from_keras, _reload))
+
+
+register_target(Target(
+    "executorch", "an ExecuTorch program (.pte, XNNPACK-delegated)", aliases=("pte",), suffixes=(".pte",),
+    output="suffix", output_hint="pass -o model.pte", prepare=_prepare,
+    ways={"torch": Way(_from_torch, needs="program"), "onnx": Way(_from_torch, needs="program"),
+          "keras": Way(_from_keras, needs="source", options=("channels_first",), in_memory=True)}))

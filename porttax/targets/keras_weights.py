@@ -26,14 +26,9 @@ import numpy as np
 
 from porttax.errors import InputError, UnsupportedError
 from porttax.progress import QUIET, Progress
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.types import ConversionResult, ConvertJob
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
-
-
-register_target(Target("keras-weights", "Keras weights (.weights.h5) streamed from a checkpoint, no model built",
-                       aliases=("weights",), suffixes=(".weights.h5",), output="required",
-                       output_hint="pass -o model.weights.h5"))
-
 
 SUFFIX = ".weights.h5"
 
@@ -253,6 +248,22 @@ def _main(argv: list[str]) -> int:
         result = {"error": {"kind": type(exc).__name__, "message": exc.message, "path": exc.path, "hint": exc.hint}}
     (Path(workdir) / "plan.json").write_text(json.dumps(result))
     return 0
+
+
+def _prepare(job: ConvertJob) -> None:
+    if job.parity:
+        job.progress.stage("weights only: no model is built, so no parity check runs (convert --to keras for one)")
+
+
+def _write_job(job: ConvertJob) -> ConversionResult:  # weights only, streamed: no model is built, so nothing runs
+    return convert_to_keras_weights(job.source, output=job.output, arch=job.arch, config=job.config,
+                                    force=job.force, progress=job.progress)
+
+
+register_target(Target(
+    "keras-weights", "Keras weights (.weights.h5) streamed from a checkpoint, no model built", aliases=("weights",),
+    suffixes=(".weights.h5",), output="required", output_hint="pass -o model.weights.h5", prepare=_prepare,
+    ways={"torch": Way(_write_job, needs="source")}))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from typing import Any, Sequence
 
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.progress import QUIET, Progress
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.targets._from_keras import TorchFormat, convert_keras, export_example
+from porttax.types import ConversionResult, ConvertJob
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 
 
-register_target(Target("onnx", "an ONNX model file", suffixes=(".onnx",), output="required", output_hint="pass -o model.onnx"))
 
 
 PROTOBUF_LIMIT = 2 * 1024**3 - 64 * 1024**2  # leave room for the graph itself beside the weights
@@ -135,3 +136,33 @@ def convert_torch_to_onnx(src: Any, *, output: str | Path, parity: bool = True, 
     if report is not None:
         _check.fill_drift(tax, report)
     return ConversionResult("onnx", Path(output), None, MappingLog(), report, tax, src)
+
+
+def _from_torch(job: ConvertJob) -> ConversionResult:
+    return convert_torch_to_onnx(job.src, output=job.output, t0=job.t0, **job.checks())
+
+
+def _write_from_keras(module: Any, result: Any, src: Any, path: Path) -> None:
+    """Keras → torch module → torch.export (open dims kept) → torch.onnx.export."""
+    from porttax._frameworks import import_torch
+
+    example, dynamic = export_example(result, src)
+    program = import_torch().export.export(module, example, dynamic_shapes=dynamic)
+    export_onnx(program, example, path, name=src.name)
+
+
+def _reload(path: Path, module: Any, src: Any, result: Any) -> Any:
+    from porttax.parity.runners import OnnxRunner
+
+    return OnnxRunner(path, name=f"{src.name}.onnx")
+
+
+def _from_keras(job: ConvertJob) -> ConversionResult:
+    return convert_keras(job, TorchFormat(".onnx", _write_from_keras, _reload))
+
+
+register_target(Target(
+    "onnx", "an ONNX model file", suffixes=(".onnx",), output="required", output_hint="pass -o model.onnx",
+    ways={"torch": Way(_from_torch, needs="program"),
+          "keras": Way(_from_keras, needs="source", options=("channels_first",), in_memory=True)},
+    refusal_hint="it is an ONNX file already; convert it --to torch, keras or savedmodel"))

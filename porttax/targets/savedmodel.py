@@ -5,11 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.types import ConversionResult, ConvertJob
 
 
-register_target(Target("savedmodel", "a TensorFlow SavedModel directory with a serving_default signature",
-                       aliases=("tf", "tf-savedmodel"), output="required", output_hint="pass -o DIR"))
+def write_savedmodel_target(job: ConvertJob) -> ConversionResult:
+    """The Keras model the pipeline built as a SavedModel (with an LLM's serving endpoints), reloaded
+    with plain TensorFlow and checked; an LLM's greedy generation is checked through `decode` too."""
+    from porttax.dtype_policy import keras_dtype
+    from porttax.parity import SavedModelRunner
+    from porttax.saving import atomic_output
+    from porttax.targets import _check
+    from porttax.targets.llm_signatures import build_endpoints, check_generation, step_tolerance
+
+    src, progress = job.src, job.progress
+    tax = _check.built_tax(job)
+    generation = None
+    with atomic_output(job.output, force=job.force) as tmp:
+        progress.stage(f"writing savedmodel to {job.output}")
+        with keras_dtype(getattr(src, "float_dtype", "float32"), getattr(src, "weight_dtype", None)):
+            endpoints = build_endpoints(src, job.model, max_cache_len=job.max_cache_len, progress=progress)
+        write_savedmodel(job.model, tmp, job.layer_map, jit=job.jit, endpoints=endpoints)
+        report, loaded = _check.check_artifact(job, tmp, tax,
+                                               lambda: SavedModelRunner(tmp, name=f"{src.name} (SavedModel)"))
+        if job.parity and endpoints:
+            progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
+                           "against the source without a cache")
+            generation = check_generation(loaded.loaded, src.runnable(), tolerance=step_tolerance(job.profile))
+    return _check.finish(job, Path(job.output), tax, report, generation=generation)
+
+
+register_target(Target(
+    "savedmodel", "a TensorFlow SavedModel directory with a serving_default signature",
+    aliases=("tf", "tf-savedmodel"), output="required", output_hint="pass -o DIR",
+    ways={"torch": Way(write_savedmodel_target, needs="keras",
+                       options=("jit", "dtype", "route", "max_cache_len")),
+          "onnx": Way(write_savedmodel_target, needs="keras", options=("jit", "route"))},
+    refusal_hint="a Keras model saves as a SavedModel with Keras itself (model.export); "
+                 "porttax converts it --to torch, tflite or tfjs"))
 
 
 def write_savedmodel(model: object, path: Path, layer_map: object | None = None, *, jit: bool = False,

@@ -23,14 +23,12 @@ from typing import Any, Sequence
 
 from porttax.errors import InputError, UnsupportedError
 from porttax.progress import QUIET, Progress
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.types import ConversionResult, ConvertJob
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
 
 # the converter's command-line entry point, called with a real argv (its console script re-splits the
 # arguments on spaces, which breaks paths that contain one)
-
-register_target(Target("tfjs", "a TensorFlow.js graph-model directory", aliases=("tensorflowjs",), output="required",
-                       output_hint="pass -o DIR (a folder that does not exist yet, or --force)"))
 
 
 _CONVERT = "import sys; from tensorflowjs.converters.converter import convert; convert(sys.argv[1:])"
@@ -262,3 +260,31 @@ def _converter_log(model: Any) -> Any:
         record = log.layer(layer.name, type(layer).__name__)
         record.converters.append("tensorflowjs_converter")
     return log
+
+
+def _prepare(job: ConvertJob) -> None:
+    """A folder name, then Node and the converter's own environment (created now if missing): both
+    before the slow part, so a missing tool is found in seconds, not after the conversion."""
+    from porttax.saving import check_output
+    from porttax.tfjs.env import require_tfjs
+
+    check_output(check_tfjs_output(job.output), job.force)
+    require_tfjs(job.progress)
+
+
+def _from_built(job: ConvertJob) -> ConversionResult:
+    return job.with_roads(convert_keras_to_tfjs(job.model, job.layer_map, job.src, job.log, output=job.output,
+                                                t0=job.t0, **job.checks()))
+
+
+def _from_keras(job: ConvertJob) -> ConversionResult:
+    return convert_keras_source_to_tfjs(job.source, output=job.output, trust_code=job.trust_code, **job.checks())
+
+
+register_target(Target(
+    "tfjs", "a TensorFlow.js graph-model directory", aliases=("tensorflowjs",), output="required",
+    output_hint="pass -o DIR (a folder that does not exist yet, or --force)", prepare=_prepare,
+    ways={"torch": Way(_from_built, needs="keras", options=("route",)),
+          "onnx": Way(_from_built, needs="keras", options=("route",)),
+          # straight to the TF.js converter: a SavedModel is what it reads
+          "keras": Way(_from_keras, needs="source")}))

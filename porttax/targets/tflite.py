@@ -19,12 +19,11 @@ from typing import Any, Iterator, Sequence
 
 from porttax.errors import InputError, UnsupportedError, brief
 from porttax.progress import QUIET, Progress
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.types import ConversionResult, ConvertJob
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk, weight_bytes
 
 
-register_target(Target("tflite", "a LiteRT flatbuffer (.tflite)", aliases=("litert",), suffixes=(".tflite",),
-                       output="suffix", output_hint="pass -o model.tflite"))
 
 
 QUANTIZE = ("dynamic", "int8")
@@ -189,3 +188,24 @@ def _keras_weight_bytes(model: Any) -> int:
     import numpy as np
 
     return int(sum(np.asarray(w).nbytes for w in model.weights))
+
+
+def _from_built(job: ConvertJob) -> ConversionResult:
+    return job.with_roads(convert_keras_to_tflite(job.model, job.layer_map, job.src, job.log, output=job.output,
+                                                  t0=job.t0, quantize=job.quantize, calibration=job.calibration,
+                                                  **job.checks()))
+
+
+def _from_keras(job: ConvertJob) -> ConversionResult:
+    return convert_keras_source_to_tflite(job.source, output=job.output, trust_code=job.trust_code,
+                                          quantize=job.quantize, calibration=job.calibration, **job.checks())
+
+
+_QUANT = ("quantize", "calibration")
+register_target(Target(
+    "tflite", "a LiteRT flatbuffer (.tflite)", aliases=("litert",), suffixes=(".tflite",), output="suffix",
+    output_hint="pass -o model.tflite",
+    ways={"torch": Way(_from_built, needs="keras", options=("route", *_QUANT)),
+          "onnx": Way(_from_built, needs="keras", options=("route", *_QUANT)),
+          # a Keras model is a TensorFlow graph already: TF's own converter, no porttax mapping
+          "keras": Way(_from_keras, needs="source", options=_QUANT)}))

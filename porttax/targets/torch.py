@@ -9,225 +9,62 @@ layout transform), so a reviewer can audit a port from the artefact alone.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from porttax.errors import InputError
 from porttax.layer_map import PT2_ENTRY
 from porttax.progress import QUIET, Progress
 from porttax.saving import torch_archive_file
-from porttax.targets import Target, register_target
+from porttax.targets import Target, Way, register_target
+from porttax.targets._from_keras import TorchFormat, convert_keras, export_example, mapping_json, torch_runner
+from porttax.types import ConversionResult, ConvertJob
 from porttax.tax import PortingTax, peak_rss_mb, size_on_disk
 
 
-register_target(Target("torch", "a torch.export archive (.pt2) of the converted module", aliases=("pytorch", "pt2"),
-                       suffixes=(".pt2",), output="required", output_hint="pass -o model.pt2"))
-register_target(Target("safetensors", "the converted module's weights (.safetensors), or a checkpoint folder in the source's "
-                       "own layout", suffixes=(".safetensors",), output="required",
-                       output_hint="pass -o weights.safetensors, or -o DIR/ for a checkpoint folder"))
-register_target(Target("state_dict", "the converted module's state_dict (.pt, loads with weights_only=True)",
-                       suffixes=(".pt", ".pth"), output="required", output_hint="pass -o weights.pt"))
+def _write_pt2(module: Any, result: Any, src: Any, path: Path) -> Any:
+    example, dynamic = export_example(result, src)
+    return write_pt2(module, path, example, dynamic,
+                     extra_files={"porttax/forward.py": module.code, "porttax/mapping.json": mapping_json(result, src),
+                                  PT2_ENTRY: result.layer_map.to_json()})
 
 
-TORCH_TARGETS = ("torch", "safetensors", "state_dict", "onnx", "executorch")
-_SUFFIX = {"torch": ".pt2", "safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx", "executorch": ".pte"}
-
-
-def convert_keras(
-    source: Any,
-    *,
-    target: str,
-    output: str | Path | None,
-    trust_code: bool = False,
-    channels_first: bool = False,
-    parity: bool = True,
-    seeds: Sequence[int] = (0, 1, 2),
-    profile: str = "fp32",
-    measure_latency: bool = True,
-    force: bool = False,
-    progress: Progress | None = None,
-) -> Any:
-    from porttax._frameworks import import_keras, import_torch
-    from porttax.targets._check import run_parity, time_both
-    from porttax.types import ConversionResult
-    from porttax.saving import atomic_output, check_output
-
-    progress = progress or QUIET
-    if target not in TORCH_TARGETS:
-        raise InputError(f"a Keras model converts to {', '.join(TORCH_TARGETS)}; got {target!r}",
-                         path=str(source) if isinstance(source, (str, Path)) else None,
-                         hint="Keras → Keras/SavedModel is not a port; save it with Keras itself")
-    if output is not None:
-        want = _SUFFIX[target]
-        if Path(output).suffix != want:
-            raise InputError(f"--to {target} writes a {want} file", path=str(output), hint=f"use -o NAME{want}")
-        check_output(output, force)
-
-    import_torch()  # before Keras/TensorFlow: see porttax._frameworks
-    import_keras()
-    from porttax.converters.keras_to_torch.driver import convert_keras_model
-    from porttax.sources.keras_source import load_keras_source
-
-    t0 = time.perf_counter()
-    progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
-    src = load_keras_source(source, trust_code=trust_code)
-    sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
-    progress.stage(f"read Keras model {src.model.name!r}: {sig}")
-    progress.stage("converting Keras layers to torch modules")
-    result = convert_keras_model(src.model, channels_first_io=channels_first, progress=progress.step)
-    module, log = result.module, result.log
-
-    tax = PortingTax(layers_total=log.layers_total, layers_mapped=log.layers_mapped, ops_total=log.ops_total,
-                     transposes_inserted=log.transposes_inserted)
-    final: Path | None = None
-    report = None
-    if output is None:
-        tax.conversion_seconds = time.perf_counter() - t0
-        tax.peak_rss_mb = peak_rss_mb()
-        converted = _runner(module, src, result)
-        report = run_parity(src, converted, seeds, profile, progress) if parity else None
-        if measure_latency:
-            time_both(src, converted, tax, progress)
-    else:
-        with atomic_output(output, force=force) as tmp:
-            progress.stage(f"writing {target} to {output}")
-            program = _write(module, result, src, tmp, target)
-            tax.conversion_seconds = time.perf_counter() - t0
-            tax.peak_rss_mb = peak_rss_mb()
-            tax.output_bytes = size_on_disk(tmp)
-            converted = _artifact_runner(target, tmp, module, src, result, program)
-            if target == "executorch":
-                tax.load_ms, tax.runtime_note = getattr(converted, "load_ms", None), program.note()
-            report = run_parity(src, converted, seeds, profile, progress) if parity else None
-            if measure_latency:
-                time_both(src, converted, tax, progress)
-        final = Path(output)
-    conv = ConversionResult(target, final, src.model, log, report, tax, src)
-    conv.torch_module = module
-    conv.layer_map = result.layer_map
-    if report is not None:
-        from porttax.targets._check import fill_drift
-
-        fill_drift(tax, report)
-    return conv
-
-
-def export_example(result: Any, src: Any) -> tuple[tuple[Any, ...], Any]:
-    """Example inputs and `dynamic_shapes` for torch.export: every dim Keras leaves open stays open
-    (Dim.AUTO), so a model built for any batch or sequence length keeps that in the `.pt2`."""
+def _reload_pt2(path: Path, module: Any, src: Any, result: Any) -> Any:
+    """Parity runs what was written: the `.pt2` reloaded with torch.export.load."""
     from porttax._frameworks import import_torch
-    from porttax.parity import make_inputs
 
-    torch = import_torch()
-    inputs = make_inputs(result.inputs, 0, sizes={"batch": 2})
-    example = tuple(torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in result.inputs)
-    dynamic = []
-    for spec in result.inputs:
-        dims = {i: torch.export.Dim.AUTO for i, d in enumerate(spec.shape) if not isinstance(d, int)}
-        dynamic.append(dims or None)
-    return example, tuple(dynamic)
+    return torch_runner(import_torch().export.load(str(path)), src, result, name=f"{src.name}.pt2")
 
 
-def _write(module: Any, result: Any, src: Any, path: Path, target: str) -> Any:
-    mapping = json.dumps(_mapping(result, src), indent=1)
-    if target == "onnx":  # Keras → torch module → torch.export → torch.onnx.export
-        from porttax._frameworks import import_torch
-        from porttax.targets.onnx import export_onnx
+def _weights_format(fmt: str, suffix: str) -> TorchFormat:
+    """A weights file of the converted module, reloaded into a fresh copy of it."""
 
-        example, dynamic = export_example(result, src)
-        program = import_torch().export.export(module, example, dynamic_shapes=dynamic)
-        export_onnx(program, example, path, name=src.name)
-        return None
-    if target == "executorch":  # Keras → torch module → torch.export (static shapes) → ExecuTorch
-        from porttax._frameworks import import_torch
-        from porttax.parity import make_inputs
-        from porttax.targets.executorch import program_to_pte
+    def write(module: Any, result: Any, src: Any, path: Path) -> None:
+        write_torch_weights(module.state_dict(), path, fmt,
+                            metadata={"porttax.source": src.name, "porttax.keras_model": src.model.name})
 
-        inputs = make_inputs(result.inputs, 0)  # the sizes parity feeds: a .pte is static-shaped
-        example = tuple(import_torch().from_numpy(np.ascontiguousarray(inputs[s.name])) for s in result.inputs)
-        program = import_torch().export.export(module, example)
-        lowered = program_to_pte(program, input_names=_torch_names(src), output_names=result.output_names,
-                                 name=src.name)
-        path.write_bytes(lowered.buffer)
-        return lowered
-    if target == "torch":
-        example, dynamic = export_example(result, src)
-        return write_pt2(module, path, example, dynamic,
-                         extra_files={"porttax/forward.py": module.code, "porttax/mapping.json": mapping,
-                                      PT2_ENTRY: result.layer_map.to_json()})
-    write_torch_weights(module.state_dict(), path, target,
-                        metadata={"porttax.source": src.name, "porttax.keras_model": src.model.name})
-    return None
-
-
-def _mapping(result: Any, src: Any) -> dict[str, Any]:
-    return {
-        "source": src.path or src.name,
-        "inputs": [s.to_dict() for s in result.inputs],
-        "outputs": result.output_names,
-        "channels_first": result.channels_first,
-        "mapping": result.log.to_dict(),
-    }
-
-
-def _torch_names(src: Any) -> list[str]:
-    """Torch inputs fed under the Keras input names, so both sides of parity read the same cases."""
-    return [s.name for s in src.specs]
-
-
-def _runner(module: Any, src: Any, result: Any) -> Any:
-    from porttax.parity import TorchRunner
-
-    runner = TorchRunner(module, _torch_names(src), name=f"{src.name} (torch)")
-    runner.layer_map = result.layer_map
-    return _maybe_channels_first(runner, result)
-
-
-def _artifact_runner(target: str, path: Path, module: Any, src: Any, result: Any, program: Any) -> Any:
-    """Parity runs what was written: the `.pt2` reloaded with torch.export.load, or the weights file
-    loaded into a fresh copy of the converted module."""
-    from porttax._frameworks import import_torch
-    from porttax.parity import TorchRunner
-
-    torch = import_torch()
-    if target == "onnx":
-        from porttax.parity.runners import OnnxRunner
-
-        return _maybe_channels_first(OnnxRunner(path, name=f"{src.name}.onnx"), result)
-    if target == "executorch":
-        from porttax.parity.runners import ExecuTorchRunner
-
-        return _maybe_channels_first(ExecuTorchRunner(path, name=f"{src.name}.pte"), result)
-    if target == "torch":
-        runnable = torch.export.load(str(path))
-        name = f"{src.name}.pt2"
-    else:
+    def reload(path: Path, module: Any, src: Any, result: Any) -> Any:
         import copy
 
+        from porttax._frameworks import import_torch
+
         runnable = copy.deepcopy(module)
-        if target == "safetensors":
+        if fmt == "safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))
         else:
-            state = torch.load(str(path), weights_only=True)
+            state = import_torch().load(str(path), weights_only=True)
         runnable.load_state_dict(state, strict=True)
-        name = path.name
-    runner = TorchRunner(runnable, _torch_names(src), name=name)
-    runner.layer_map = result.layer_map
-    return _maybe_channels_first(runner, result)
+        return torch_runner(runnable, src, result, name=path.name)
+
+    return TorchFormat(suffix, write, reload)
 
 
-def _maybe_channels_first(runner: Any, result: Any) -> Any:
-    if not result.channels_first:
-        return runner
-    from porttax.parity.runners import ChannelsFirstAdapter
-
-    return ChannelsFirstAdapter(runner)
+PT2 = TorchFormat(".pt2", _write_pt2, _reload_pt2)
+SAFETENSORS = _weights_format("safetensors", ".safetensors")
+STATE_DICT = _weights_format("state_dict", ".pt")
 
 
 def write_pt2(module: object, path: Path, example: tuple, dynamic_shapes: object | None = None,
@@ -294,3 +131,51 @@ def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: boo
     if report is not None:
         _check.fill_drift(tax, report)
     return ConversionResult("torch", Path(output), None, log, report, tax, src)
+
+
+def _pt2_from_keras(job: ConvertJob) -> ConversionResult:
+    return convert_keras(job, PT2)
+
+
+def _state_dict_from_keras(job: ConvertJob) -> ConversionResult:
+    return convert_keras(job, STATE_DICT)
+
+
+def _from_onnx(job: ConvertJob) -> ConversionResult:
+    return convert_onnx_to_torch(job.src, job.log, output=job.output, t0=job.t0, **job.checks())
+
+
+def _safetensors_from_keras(job: ConvertJob) -> ConversionResult:
+    """A `.safetensors` of the converted module, or (-o DIR/) the checkpoint folder the `.keras` came from."""
+    from porttax.targets.checkpoint import (DEFAULT_SHARD_BYTES, convert_keras_to_checkpoint, is_folder_output,
+                                            parse_shard_size)
+
+    if is_folder_output(job.output):
+        size = job.max_shard_size
+        shard = (DEFAULT_SHARD_BYTES if size is None else parse_shard_size(size) if isinstance(size, str)
+                 else int(size))
+        return convert_keras_to_checkpoint(job.source, output=job.output, dtype=job.dtype, max_shard_bytes=shard,
+                                           weight_map_from=job.weight_map_from, trust_code=job.trust_code,
+                                           **job.checks())
+    if job.dtype is not None or job.max_shard_size is not None or job.weight_map_from is not None:
+        raise InputError("--dtype, --max-shard-size and --weight-map apply to a checkpoint folder "
+                         "(--to safetensors -o DIR/)", path=str(job.output))
+    return convert_keras(job, SAFETENSORS)
+
+
+_FROM_PYTORCH = "a PyTorch model is already a PyTorch model; convert it --to keras or savedmodel"
+register_target(Target(
+    "torch", "a torch.export archive (.pt2) of the converted module", aliases=("pytorch", "pt2"),
+    suffixes=(".pt2",), output="required", output_hint="pass -o model.pt2", refusal_hint=_FROM_PYTORCH,
+    ways={"keras": Way(_pt2_from_keras, needs="source", options=("channels_first",), in_memory=True),
+          "onnx": Way(_from_onnx, needs="loaded")}))
+register_target(Target(
+    "safetensors", "the converted module's weights (.safetensors), or a checkpoint folder in the source's own "
+    "layout", suffixes=(".safetensors",), output="required", refusal_hint=_FROM_PYTORCH,
+    output_hint="pass -o weights.safetensors, or -o DIR/ for a checkpoint folder",
+    ways={"keras": Way(_safetensors_from_keras, needs="source",
+                       options=("channels_first", "dtype", "max_shard_size", "weight_map_from"), in_memory=True)}))
+register_target(Target(
+    "state_dict", "the converted module's state_dict (.pt, loads with weights_only=True)", suffixes=(".pt", ".pth"),
+    output="required", output_hint="pass -o weights.pt", refusal_hint=_FROM_PYTORCH,
+    ways={"keras": Way(_state_dict_from_keras, needs="source", options=("channels_first",), in_memory=True)}))
