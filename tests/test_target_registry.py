@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -169,7 +170,7 @@ print("ok")
 
 def test_a_target_added_in_one_file_is_driven_by_convert(tmp_path) -> None:
     (tmp_path / "porttax_toy_target.py").write_text(TOY_TARGET)
-    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", DRIVE_TOY, str(tmp_path)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
