@@ -18,7 +18,6 @@ from typing import Any
 from porttax.errors import InputError
 from porttax.parity.runners import KerasRunner, OnnxRunner, Runner, SavedModelRunner, TorchRunner
 
-_TORCH_SUFFIXES = {".pt2", ".pt", ".pth", ".bin", ".safetensors"}
 DEVICES = ("cpu", "cuda")
 
 
@@ -93,7 +92,10 @@ def open_runner(model: Any, options: OpenOptions | None = None) -> Runner:
         if opts.device == "cuda":
             raise InputError("porttax runs ONNX on onnxruntime's CPU provider only", path=str(path))
         return OnnxRunner(path)
-    if suffix in _TORCH_SUFFIXES:
+    from porttax.sources import sniff
+
+    fmt = sniff(path)
+    if fmt is not None and fmt.kind == "torch":  # a registered PyTorch-family format
         return _torch_runner(path, opts)
     raise InputError(f"cannot tell the model format from {suffix or 'a missing extension'!r}", path=str(path),
                      hint="use .pt2/.pt/.pth/.safetensors (PyTorch), .keras, .onnx, .tflite, .pte, or a SavedModel directory")

@@ -121,10 +121,9 @@ def convert(
 
 def source_kind(source: Any) -> str:
     """The family a source belongs to, which picks the target's way: "keras", "onnx" or "torch"."""
-    from porttax.sources.keras_source import is_keras_source
-    from porttax.sources.onnx_source import is_onnx_source
+    from porttax.sources import kind_of
 
-    return "keras" if is_keras_source(source) else "onnx" if is_onnx_source(source) else "torch"
+    return kind_of(source)
 
 
 def _load(job: ConvertJob, *, whole_program: bool) -> None:
@@ -136,16 +135,13 @@ def _load(job: ConvertJob, *, whole_program: bool) -> None:
     progress, source = job.progress, job.source
     job.t0 = time.perf_counter()
     progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
-    if job.kind == "onnx":
-        from porttax.sources.onnx_source import load_onnx_source
+    from porttax.sources.torch_source import load_torch_source
 
-        job.src, job.log = load_onnx_source(source, job.input_shapes)
-    else:
-        from porttax.sources.torch_source import load_torch_source
-
-        job.src = load_torch_source(source, example_inputs=job.example_inputs, input_shapes=job.input_shapes,
-                                    input_dtypes=job.input_dtypes, arch=job.arch, config=job.config,
-                                    trust_pickle=job.trust_pickle, trust_code=job.trust_code)
+    # a live module or any torch-kind file, or an ONNX file: registered formats, found by sniffing
+    job.src = load_torch_source(source, example_inputs=job.example_inputs, input_shapes=job.input_shapes,
+                                input_dtypes=job.input_dtypes, arch=job.arch, config=job.config,
+                                trust_pickle=job.trust_pickle, trust_code=job.trust_code)
+    job.log = job.src.import_log  # the ONNX → torch mapping of an ONNX source; None otherwise
     src = job.src
     if whole_program and getattr(src, "streamed", False):
         from porttax.sources.torch_program import export_module

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-import zipfile
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,35 +104,12 @@ class Inspection:
 
 
 def sniff_format(path: Path) -> str:
-    """The format of a model path, from its name and a few bytes: never loads it."""
-    from porttax.sources.hf_folder import is_hf_folder
-    from porttax.sources.torch_source import is_torchscript
+    """The format of a model path, from its name and a few bytes: never loads it (porttax.sources.sniff).
+    A `.keras` file says "keras"; a torch.save file "state_dict" until loading shows it holds a module."""
+    from porttax import sources
 
-    if path.is_dir():
-        if (path / "saved_model.pb").is_file():
-            return "savedmodel"
-        return "hf_folder" if is_hf_folder(path) else "unknown"
-    suffix = path.suffix.lower()
-    if suffix in (".keras",):
-        return "keras"
-    if suffix in (".h5", ".hdf5"):
-        return "h5"
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".pt2":
-        return "pt2"
-    if suffix == ".safetensors":
-        return "safetensors"
-    if suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        try:
-            if is_torchscript(path):
-                return "torchscript"
-            with open(path, "rb") as f:  # torch.save writes a zip; legacy files start with a pickle protocol byte
-                head = f.read(2)
-            return "state_dict" if head.startswith((b"PK", b"\x80")) else "unknown"
-        except (OSError, zipfile.BadZipFile):
-            return "unknown"  # or a pickled module: only loading tells, and that needs trust
-    return "unknown"
+    fmt = sources.sniff(path)
+    return fmt.name if fmt is not None else "unknown"
 
 
 def inspect_model(

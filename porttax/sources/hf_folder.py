@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from porttax.errors import InputError
+from porttax.sources import LoadOptions, SourceFormat, register_format
 from porttax.sources.file_checks import check_safetensors, resolve_external_location
 
 CONFIG = "config.json"
@@ -126,3 +127,16 @@ def _read_json(path: Path, what: str) -> Any:
 def _listing(names: list[str], limit: int = 8) -> str:
     shown = ", ".join(names[:limit])
     return f"{shown} (+{len(names) - limit} more)" if len(names) > limit else shown
+
+
+def load_hf_folder(path: Path, options: LoadOptions) -> Any:
+    """The folder's checkpoint built into the architecture its config names (or `--arch`), and captured."""
+    from porttax.sources.torch_source import from_state_dict
+
+    arch, config, state = read_hf_folder(path, options.arch, stream=options.stream)
+    return from_state_dict(state, path, options, arch=arch, config=options.config if options.config is not None
+                           else config)
+
+
+register_format(SourceFormat("hf_folder", "torch", "a Hugging Face checkpoint folder (config.json + safetensors)",
+                             sniff=is_hf_folder, load=load_hf_folder))

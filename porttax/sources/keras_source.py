@@ -17,6 +17,7 @@ from typing import Any
 
 from porttax._frameworks import import_keras
 from porttax.errors import InputError, UntrustedInputError, brief
+from porttax.sources import LoadOptions, SourceFormat, register_format
 from porttax.types import TensorSpec
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -41,14 +42,9 @@ class KerasSource:
 
 def is_keras_source(source: Any) -> bool:
     """True for a Keras model object, a Keras file, or a SavedModel directory."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
-    import sys
+    from porttax.sources import kind_of
 
-    if "keras" not in sys.modules:  # no Keras object can exist yet; don't import Keras to find out
-        return False
-    return isinstance(source, sys.modules["keras"].Model)
+    return kind_of(source) == "keras"
 
 
 def load_keras_source(source: Any, *, trust_code: bool = False) -> KerasSource:
@@ -255,3 +251,15 @@ def savedmodel_config(model: Any) -> str:
     """The JSON a SavedModel carries so porttax (and Keras) can rebuild its layers later."""
     keras = import_keras()
     return json.dumps(keras.saving.serialize_keras_object(model))
+
+
+def _load_path(path: Path, options: LoadOptions) -> KerasSource:
+    return load_keras_source(path, trust_code=options.trust_code)
+
+
+register_format(SourceFormat("keras", "keras", "a Keras 3 model file (.keras)", load=_load_path,
+                             sniff=lambda p: p.suffix.lower() == ".keras"))
+register_format(SourceFormat("h5", "keras", "a legacy Keras HDF5 model (.h5, .hdf5)", load=_load_path,
+                             sniff=lambda p: p.suffix.lower() in (".h5", ".hdf5")))
+register_format(SourceFormat("savedmodel", "keras", "a TensorFlow SavedModel directory (Keras 3, or TF-Keras 2)",
+                             load=_load_path, sniff=lambda p: p.is_dir() and (p / "saved_model.pb").is_file()))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from porttax.errors import InputError, PorttaxError, brief
+from porttax.sources import LoadOptions, SourceFormat, register_format
 
 
 def is_onnx_source(source: Any) -> bool:
@@ -85,3 +86,13 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
         raise InputError(f"input names {onnx_names} are not Python identifiers, which the converted model needs",
                          path=str(path), hint="rename the ONNX inputs (letters, digits and underscores)")
     return src, conversion.log
+
+
+def _load_path(path: Path, options: LoadOptions) -> Any:
+    src, log = load_onnx_source(path, options.input_shapes)
+    src.import_log = log  # the ONNX → torch mapping, for the report of a conversion that starts here
+    return src
+
+
+register_format(SourceFormat("onnx", "onnx", "an ONNX model file (.onnx), converted to a torch module on load",
+                             sniff=is_onnx_source, load=_load_path))

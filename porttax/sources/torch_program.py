@@ -28,6 +28,7 @@ class TorchSource:
     origin: str  # "module", "pt2", "pickle", "state_dict", "torchscript", "onnx"
     path: str | None = None
     capture: str = "torch.export"  # how the program was made: "torch.export", or "onnx" (the ONNX road)
+    import_log: Any = None  # MappingLog of the conversion that made the module (an ONNX file's)
     streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.lazy_weights)
     arch: str | None = None  # a state_dict source's architecture and config (porttax.models)
     config: dict[str, Any] | None = None

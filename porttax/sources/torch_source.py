@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UntrustedInputError, brief
-from porttax.sources.file_checks import check_safetensors, check_zip
+from porttax.sources import LoadOptions, SourceFormat, register_format, sniff
+from porttax.sources.file_checks import check_zip
 from porttax.sources.torch_program import TorchSource, export_module, specs_from_program
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -63,16 +64,19 @@ def load_torch_source(
     trust_code: bool = False,
     stream: bool | None = None,
 ) -> TorchSource:
-    """Load any PyTorch source porttax accepts; see README "Inputs" for the formats.
+    """Load any PyTorch source porttax accepts: a live module or program, or a file of a registered
+    torch-kind format (porttax.sources.sniff; docs/convert.md lists them).
 
     A TorchScript archive is a program (see porttax.sources.torchscript): it loads with `trust_code` or
     `trust_pickle`, either of which says the user trusts code stored in the file.
     """
     torch = import_torch()
+    options = LoadOptions(example_inputs=example_inputs, input_shapes=input_shapes, input_dtypes=input_dtypes,
+                          arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code, stream=stream)
     if isinstance(source, torch.export.ExportedProgram):
-        return TorchSource(source, source, specs_from_program(source), _example_of(source), "pt2")
+        return TorchSource(source, source, specs_from_program(source), example_of(source), "pt2")
     if isinstance(source, torch.nn.Module):
-        example = _resolve_example(example_inputs, input_shapes, input_dtypes, None, None)
+        example = resolve_example(options)
         if example is None:
             raise InputError("a live nn.Module needs example inputs to trace",
                              hint="pass example_inputs=(x,) or input_shapes=[(1, 3, 224, 224)]")
@@ -82,107 +86,60 @@ def load_torch_source(
     path = Path(source)
     if not path.exists():
         raise InputError("no such file or directory", path=str(path), hint="check the path and the working directory")
+    fmt = sniff(path)
+    if fmt is not None and fmt.kind in ("torch", "onnx"):  # an ONNX file arrives as a torch module
+        return fmt.load(path, options)
     if path.is_dir():
-        from porttax.sources.hf_folder import is_hf_folder, read_hf_folder
-
-        if is_hf_folder(path):
-            arch_name, hf_config, state = read_hf_folder(path, arch, stream=stream)
-            return _from_state_dict(state, path, arch_name, config if config is not None else hf_config,
-                                    example_inputs, input_shapes, input_dtypes)
         raise InputError("a directory that is neither a SavedModel nor a Hugging Face checkpoint folder",
                          path=str(path), hint="pass a .pt2, .pt/.pth or .safetensors file, a SavedModel directory, "
                          "or a folder with config.json and model.safetensors (or its index)")
-    suffix = path.suffix.lower()
-    if suffix == ".pt2":
-        check_zip(path, what="torch.export archive")
-        try:
-            program = torch.export.load(str(path))
-        except Exception as exc:
-            raise InputError(f"not a readable torch.export archive ({type(exc).__name__}: {brief(exc)})",
-                             path=str(path), hint="re-save it with torch.export.save(program, path)") from exc
-        return TorchSource(program, program, specs_from_program(program), _example_of(program),
-                           "pt2", str(path))
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        entries = check_safetensors(path)  # header, dtypes, spans: before the library maps a single byte
-        from porttax.lazy_weights import lazy_state, should_stream
-
-        try:
-            streaming = should_stream([path]) if stream is None else stream
-            state = lazy_state(path, entries) if streaming else load_file(str(path))
-        except Exception as exc:
-            raise InputError(f"not a valid safetensors file ({brief(exc)})", path=str(path),
-                             hint="re-save the tensors with safetensors' save_file") from exc
-        return _from_state_dict(state, path, arch, config, example_inputs, input_shapes, input_dtypes)
-    if suffix in TORCH_SUFFIXES:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if zipfile.is_zipfile(path):
-            check_zip(path, what="PyTorch checkpoint")
-        elif magic.startswith(b"PK"):
-            raise InputError("a truncated or corrupt zip archive (no central directory)", path=str(path),
-                             hint="the download or copy was cut short: fetch the file again")
-        elif not magic.startswith(b"\x80"):  # torch.save writes a zip, or (legacy) a pickle: protocol byte
-            raise InputError("not a PyTorch checkpoint (neither a zip archive nor a pickle)", path=str(path),
-                             hint="porttax reads torch.save / torch.export.save output, and .safetensors")
-        if is_torchscript(path):
-            return _from_torchscript(path, example_inputs, input_shapes, input_dtypes, arch, config,
-                                     trusted=trust_pickle or trust_code)
-        try:
-            obj = _load_weights_only(path, magic.startswith(b"PK"))
-        except pickle.UnpicklingError as exc:
-            if not trust_pickle:
-                raise UntrustedInputError(
-                    "this file is a pickled Python object (for example a whole nn.Module); loading it "
-                    "would run code stored in the file, so porttax refuses by default", path=str(path),
-                    hint="if you trust where the file came from, pass --trust-pickle "
-                    "(trust_pickle=True); safer: save the model with torch.export.save (.pt2) or save "
-                    "its state_dict and pass --arch/--config") from exc
-            obj = _load_trusted(path)
-        except Exception as exc:
-            raise InputError(f"not a readable PyTorch file ({type(exc).__name__}: {brief(exc)})",
-                             path=str(path), hint="re-save it with torch.save(model.state_dict(), path) or "
-                             "torch.export.save") from exc
-        if isinstance(obj, torch.nn.Module):
-            example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, config)
-            if example is None:
-                raise InputError("a pickled module does not record its input shapes", path=str(path),
-                                 hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and "
-                                 "--input-dtype int64 for token ids)")
-            program = export_module(obj, example, str(path))
-            return TorchSource(program, obj.eval(), specs_from_program(program), example, "pickle", str(path))
-        if isinstance(obj, dict):
-            state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), dict) else obj
-            return _from_state_dict(state, path, arch, config, example_inputs, input_shapes, input_dtypes)
-        raise InputError(f"the file holds a {type(obj).__name__}, not a model or state_dict", path=str(path),
-                         hint="save a state_dict (torch.save(model.state_dict(), path)) or an exported "
-                         "program (torch.export.save)")
-    raise InputError(f"unknown model file type {suffix!r}", path=str(path),
+    raise InputError(f"unknown model file type {path.suffix.lower()!r}", path=str(path),
                      hint="porttax reads .pt2, .pt/.pth/.bin (state_dict, or a pickled module with "
                      "--trust-pickle), .safetensors, .keras, .h5 and SavedModel directories")
 
 
-def _from_torchscript(path: Path, example_inputs: Any, input_shapes: Any, input_dtypes: Any, arch: str | None,
-                      config: Any, *, trusted: bool) -> TorchSource:
-    from porttax.sources import torchscript
-
-    if not trusted:
-        raise UntrustedInputError(
-            "this is a TorchScript archive (torch.jit.save): a program whose stored code runs when it is "
-            "loaded and called, so porttax refuses it by default", path=str(path),
-            hint="if you trust where the file came from, pass --trust-code (trust_code=True); safer: "
-            "export the original model with torch.export.save (.pt2) or save its state_dict")
-    example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, config)
-    if example is None:
-        raise InputError("a TorchScript archive does not record its input shapes", path=str(path),
-                         hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and --input-dtype int64 "
-                         "for token ids)")
-    script = torchscript.load_script(path)
-    program, road = torchscript.capture(script, example, str(path))
-    src = TorchSource(program, script, specs_from_program(program), tuple(example), "torchscript", str(path))
-    src.capture = road
-    return src
+def _load_checkpoint(path: Path, options: LoadOptions) -> TorchSource:
+    """A `torch.save` file: a state_dict (with an architecture), or — trusted only — a pickled module."""
+    torch = import_torch()
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if zipfile.is_zipfile(path):
+        check_zip(path, what="PyTorch checkpoint")
+    elif magic.startswith(b"PK"):
+        raise InputError("a truncated or corrupt zip archive (no central directory)", path=str(path),
+                         hint="the download or copy was cut short: fetch the file again")
+    elif not magic.startswith(b"\x80"):  # torch.save writes a zip, or (legacy) a pickle: protocol byte
+        raise InputError("not a PyTorch checkpoint (neither a zip archive nor a pickle)", path=str(path),
+                         hint="porttax reads torch.save / torch.export.save output, and .safetensors")
+    try:
+        obj = _load_weights_only(path, magic.startswith(b"PK"))
+    except pickle.UnpicklingError as exc:
+        if not options.trust_pickle:
+            raise UntrustedInputError(
+                "this file is a pickled Python object (for example a whole nn.Module); loading it "
+                "would run code stored in the file, so porttax refuses by default", path=str(path),
+                hint="if you trust where the file came from, pass --trust-pickle "
+                "(trust_pickle=True); safer: save the model with torch.export.save (.pt2) or save "
+                "its state_dict and pass --arch/--config") from exc
+        obj = _load_trusted(path)
+    except Exception as exc:
+        raise InputError(f"not a readable PyTorch file ({type(exc).__name__}: {brief(exc)})",
+                         path=str(path), hint="re-save it with torch.save(model.state_dict(), path) or "
+                         "torch.export.save") from exc
+    if isinstance(obj, torch.nn.Module):
+        example = resolve_example(options)
+        if example is None:
+            raise InputError("a pickled module does not record its input shapes", path=str(path),
+                             hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and "
+                             "--input-dtype int64 for token ids)")
+        program = export_module(obj, example, str(path))
+        return TorchSource(program, obj.eval(), specs_from_program(program), example, "pickle", str(path))
+    if isinstance(obj, dict):
+        state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), dict) else obj
+        return from_state_dict(state, path, options)
+    raise InputError(f"the file holds a {type(obj).__name__}, not a model or state_dict", path=str(path),
+                     hint="save a state_dict (torch.save(model.state_dict(), path)) or an exported "
+                     "program (torch.export.save)")
 
 
 def _load_weights_only(path: Path, is_zip: bool) -> Any:
@@ -208,15 +165,7 @@ def _load_trusted(path: Path) -> Any:
     return torch.load(str(path), map_location="cpu", weights_only=False)
 
 
-def is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
-
-
-def _example_of(program: Any) -> tuple[Any, ...]:
+def example_of(program: Any) -> tuple[Any, ...]:
     example = getattr(program, "example_inputs", None)
     if example:
         args, kwargs = example
@@ -246,29 +195,35 @@ def _read_config(config: dict[str, Any] | str | Path | None) -> dict[str, Any] |
                          hint="--config takes a JSON object such as {\"hidden_size\": 64}") from None
 
 
-def _resolve_example(example_inputs: Sequence[Any] | None, input_shapes: Sequence[Sequence[int]] | None,
-                     input_dtypes: Sequence[str] | None, arch: str | None,
-                     config: dict[str, Any] | None) -> tuple[Any, ...] | None:
+def resolve_example(options: LoadOptions, arch: str | None = None, config: Any = None) -> tuple[Any, ...] | None:
+    """Example inputs for capture: given ones, ones of `--input-shape`, or the architecture's own
+    (`arch`/`config` default to the options'; a checkpoint may name its architecture in a sidecar)."""
+    example_inputs, input_shapes, input_dtypes = options.example_inputs, options.input_shapes, options.input_dtypes
+    arch = arch if arch is not None else options.arch
+    config = _read_config(config if config is not None else options.config)
     if example_inputs is not None:
         return tuple(example_inputs)
     if input_shapes:
         if arch and not input_dtypes:  # the architecture knows its inputs' dtypes (token ids are int64)
             from porttax import models
 
-            input_dtypes = [s.dtype for s in models.input_specs(arch, _read_config(config))]
+            input_dtypes = [s.dtype for s in models.input_specs(arch, config)]
         return example_from_shapes(input_shapes, input_dtypes)
     if arch:
         from porttax import models
 
-        return tuple(models.example_inputs(arch, _read_config(config), batch=1, seq=16))
+        return tuple(models.example_inputs(arch, config, batch=1, seq=16))
     return None
 
 
-def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config: Any,
-                     example_inputs: Any, input_shapes: Any, input_dtypes: Any) -> TorchSource:
+def from_state_dict(state: dict[str, Any], path: Path, options: LoadOptions, *, arch: str | None = None,
+                    config: Any = None) -> TorchSource:
+    """A state_dict built into its architecture (`arch`/`config`, else the options', else a sidecar
+    `.json` beside the file) and captured: the way every weights-only format becomes a program."""
     from porttax import models
 
-    cfg = _read_config(config)
+    arch = arch if arch is not None else options.arch
+    cfg = _read_config(config if config is not None else options.config)
     if arch is None:
         sidecar = models.sidecar_path(path)
         if sidecar.exists() and cfg is None:
@@ -291,7 +246,13 @@ def _from_state_dict(state: dict[str, Any], path: Path, arch: str | None, config
         module = models.load_state_dict_model(arch, cfg, state, lazy=lazy)
     except PorttaxError as exc:
         raise exc.at(str(path)) from None
-    example = _resolve_example(example_inputs, input_shapes, input_dtypes, arch, cfg)
+    example = resolve_example(options, arch, cfg)
     program = export_module(module, example, str(path))
     return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path),
                        streamed_from_file=lazy, arch=arch, config=cfg, checkpoint_dtypes=stored)
+
+
+register_format(SourceFormat(
+    "state_dict", "torch", "a torch.save checkpoint (.pt, .pth, .bin, .ckpt): a state_dict with --arch, or a "
+    "pickled module with --trust-pickle", sniff=lambda p: p.suffix.lower() in TORCH_SUFFIXES and not p.is_dir(),
+    load=_load_checkpoint))

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UnsupportedError, brief
+from porttax.sources import LoadOptions, SourceFormat, register_format
 
 
 def load_script(path: Path) -> Any:
@@ -163,3 +164,51 @@ def _quiet() -> Iterator[None]:
         finally:
             for lg, level in zip(loggers, levels):
                 lg.setLevel(level)
+
+
+def is_torchscript(path: Path) -> bool:
+    """A zip with TorchScript's `constants.pkl` and `code/` members: read from the directory, not loaded."""
+    import zipfile
+
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def load_torchscript(path: Path, options: LoadOptions) -> Any:
+    """Open a TorchScript archive only on the user's word (`--trust-code` or `--trust-pickle`), then
+    capture it into a program (see the module docstring)."""
+    from porttax.errors import UntrustedInputError
+    from porttax.sources.file_checks import check_zip
+    from porttax.sources.torch_program import TorchSource, specs_from_program
+    from porttax.sources.torch_source import resolve_example
+
+    check_zip(path, what="PyTorch checkpoint")
+    if not (options.trust_code or options.trust_pickle):
+        raise UntrustedInputError(
+            "this is a TorchScript archive (torch.jit.save): a program whose stored code runs when it is "
+            "loaded and called, so porttax refuses it by default", path=str(path),
+            hint="if you trust where the file came from, pass --trust-code (trust_code=True); safer: "
+            "export the original model with torch.export.save (.pt2) or save its state_dict")
+    example = resolve_example(options)
+    if example is None:
+        raise InputError("a TorchScript archive does not record its input shapes", path=str(path),
+                         hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and --input-dtype int64 "
+                         "for token ids)")
+    script = load_script(path)
+    program, road = capture(script, example, str(path))
+    src = TorchSource(program, script, specs_from_program(program), tuple(example), "torchscript", str(path))
+    src.capture = road
+    return src
+
+
+def _sniff(path: Path) -> bool:
+    from porttax.sources.torch_source import TORCH_SUFFIXES
+
+    return path.suffix.lower() in TORCH_SUFFIXES and is_torchscript(path)
+
+
+register_format(SourceFormat("torchscript", "torch", "a TorchScript archive (torch.jit.save), with --trust-code",
+                             sniff=_sniff, load=load_torchscript, specific=True))
