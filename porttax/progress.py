@@ -1,10 +1,14 @@
-"""Progress on stderr: a redrawn bar on a terminal, a few milestone lines in logs, nothing with --quiet."""
+"""Progress on stderr: a live bar on a terminal, a few milestone lines in logs, nothing with --quiet.
+
+The terminal bar is `rich`'s (a dependency already): it sizes itself to the terminal, shows the time
+left, and redraws without tearing. In a log (CI, a pipe) a redrawn bar is noise, so there porttax
+prints one line per quarter of the work instead — `rich` would print nothing at all until the end.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class Progress:
@@ -13,7 +17,8 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_pct = -1
-        self._t0 = time.perf_counter()
+        self._bar: Any = None  # a running rich.progress.Progress, on a terminal
+        self._task: Any = None
 
     def stage(self, message: str) -> None:
         if self.enabled:
@@ -21,25 +26,35 @@ class Progress:
             print(f"porttax: {message}", file=self.stream, flush=True)
 
     def step(self, done: int, total: int, what: str = "") -> None:
-        """Report `done` of `total`; redraws in place on a terminal, prints every 25% otherwise."""
+        """Report `done` of `total`: a live bar on a terminal, a line at every 25% otherwise."""
         if not self.enabled or total <= 0:
             return
-        pct = int(100 * done / total)
         if self.tty:
-            width = 28
-            filled = int(width * done / total)
-            bar = "█" * filled + "·" * (width - filled)
-            print(f"\r  {bar} {done}/{total} {what[:40]:<40}", end="", file=self.stream, flush=True)
-            self._last_pct = pct
-            if done == total:
-                print(file=self.stream, flush=True)
-        elif pct // 25 > self._last_pct // 25 or done == total:
+            self._draw(done, total, what)
+            return
+        pct = int(100 * done / total)
+        if pct // 25 > self._last_pct // 25 or done == total:
             self._last_pct = pct
             print(f"  {done}/{total} ({pct}%)", file=self.stream, flush=True)
 
+    def _draw(self, done: int, total: int, what: str) -> None:
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Bar(TextColumn("  "), BarColumn(bar_width=28), MofNCompleteColumn(), TimeRemainingColumn(),
+                            TextColumn("{task.description}"), console=Console(file=self.stream))
+            self._bar.start()
+            self._task = self._bar.add_task(what[:40], total=total)
+        self._bar.update(self._task, completed=done, total=total, description=what[:40])
+        if done >= total:
+            self._end_bar()
+
     def _end_bar(self) -> None:
-        if self.tty and 0 <= self._last_pct < 100:
-            print(file=self.stream, flush=True)
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
         self._last_pct = -1
 
 
