@@ -91,6 +91,7 @@ def convert(
     """
     from porttax import targets
     from porttax.saving import check_output
+    from porttax.sources import kind_of
 
     job = ConvertJob(source, output=output, example_inputs=example_inputs, input_shapes=input_shapes,
                      input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle,
@@ -99,7 +100,7 @@ def convert(
                      dtype=dtype, max_shard_size=max_shard_size, weight_map_from=weight_map_from,
                      max_cache_len=max_cache_len, route=route, prefer=prefer, quantize=quantize,
                      calibration=calibration, progress=progress or QUIET)
-    job.kind = source_kind(source)
+    job.kind = kind_of(source)  # torch, onnx or keras: which of the target's ways it takes
     target = targets.resolve(infer_target(to, output, job.kind == "keras"))
     job.target = target.name
     way = target.admit(job)  # a source, option or output the target cannot take: refused before anything slow
@@ -117,13 +118,6 @@ def convert(
     if way.needs == "keras":
         _build(job)
     return way.write(job)
-
-
-def source_kind(source: Any) -> str:
-    """The family a source belongs to, which picks the target's way: "keras", "onnx" or "torch"."""
-    from porttax.sources import kind_of
-
-    return kind_of(source)
 
 
 def _load(job: ConvertJob, *, whole_program: bool) -> None:

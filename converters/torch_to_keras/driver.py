@@ -280,7 +280,9 @@ def convert_exported_program(
                     # An output that does not depend on the inputs: broadcast it against one.
                     outputs.append(_constant_output(keras, inputs[0], v))
 
-    model = keras.Model(inputs=inputs, outputs=outputs, name=_model_name(name))
+    # one input is the tensor itself, not a list of one: a list makes Keras warn, on every call with a
+    # single tensor, that the structure of the inputs does not match
+    model = keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs, outputs=outputs, name=_model_name(name))
     layer_map = _layer_map(graph, env, model)
     return TorchToKerasResult(model, log, [i.name for i in inputs], len(outputs), layer_map)
 
