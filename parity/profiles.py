@@ -68,19 +68,22 @@ def verdict(
 
     `rtol` replaces the profile's threshold on its statistic. `atol` is an absolute floor: an output also
     passes when max_abs ≤ atol, for outputs so close to zero that relative error says nothing.
-    Shape, NaN and Inf checks come first and no tolerance overrides them.
+    Shape and non-finite checks come first and no tolerance overrides them: a NaN or Inf must sit
+    where the source has the same one (see porttax.parity.metrics); shared ones are counted in the reason.
     """
     p = get_profile(profile)
     if not metrics.shape_match:
         return False, f"shape {list(metrics.actual_shape)} != expected {list(metrics.expected_shape)}"
-    if metrics.nan_actual or metrics.nan_expected:
-        return False, (f"NaN in output (converted: {metrics.nan_actual}, source: {metrics.nan_expected}); "
-                       "NaN never passes")
-    if not metrics.inf_mask_match:
-        return False, f"Inf positions differ (converted: {metrics.inf_actual}, source: {metrics.inf_expected})"
+    if metrics.nonfinite_mismatch:
+        return False, (f"{metrics.nonfinite_mismatch} position(s) non-finite where the source is not, or the other "
+                       f"way round (NaN converted {metrics.nan_actual} / source {metrics.nan_expected}, Inf converted "
+                       f"{metrics.inf_actual} / source {metrics.inf_expected}); no tolerance forgives a NaN or Inf "
+                       "the source does not have")
     threshold = p.threshold if rtol is None else float(rtol)
     value = getattr(metrics, p.stat)
     label = f"{p.name}" if rtol is None else f"{p.name}, rtol override"
+    if metrics.nonfinite_shared:
+        label += f"; {metrics.nonfinite_shared} non-finite value(s) where the source has the same"
     if value is not None and not math.isnan(value) and value <= threshold:
         return True, f"{p.stat} {value:.3g} <= {threshold:.3g} ({label})"
     shown = "undefined" if value is None else f"{value:.3g}"

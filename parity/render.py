@@ -282,7 +282,8 @@ def _metrics_text(report: ParityReport, m: OutputMetrics) -> str:
              f"shape converted {list(m.actual_shape)} / source {list(m.expected_shape)}, "
              f"dtype converted {m.actual_dtype} / source {m.expected_dtype}",
              f"NaN converted {m.nan_actual} / source {m.nan_expected}, "
-             f"Inf converted {m.inf_actual} / source {m.inf_expected}"]
+             f"Inf converted {m.inf_actual} / source {m.inf_expected}, "
+             f"shared with the source {m.nonfinite_shared}, mismatched {m.nonfinite_mismatch}"]
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from porttax.parity.profiles import Profile
 
 # Bump the major part when a field changes meaning or disappears; the minor part when fields are added.
 # docs/parity-report.md documents every field of this version.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: nonfinite_shared / nonfinite_mismatch per output (docs/parity-report.md)
 
 
 @dataclass
