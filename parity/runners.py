@@ -164,7 +164,9 @@ class TorchRunner(Runner):
         if isinstance(obj, torch.export.ExportedProgram):
             self.module = obj.module()
         elif isinstance(obj, torch.nn.Module):
-            self.module = obj.eval()
+            from porttax.sources.torch_program import inference_mode
+
+            self.module = inference_mode(obj)  # ExportedProgram.module() refuses eval(): it is one already
         else:
             raise InputError(f"TorchRunner needs an nn.Module or ExportedProgram, got {type(obj).__name__}")
         self.name = name or type(obj).__name__

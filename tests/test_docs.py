@@ -2,7 +2,8 @@
 
 Each command line in a shell code block is handed to the CLI's own argument parser, so a renamed
 flag, a removed choice or a subcommand that no longer exists fails here instead of in a reader's
-shell. What the commands do is tested where each job is (test_cli, test_reports, test_audit, ...).
+shell. The README's examples also run for real, in order (test_readme_examples.py); what the docs'
+commands do is tested where each job is (test_cli, test_reports, test_audit, ...).
 """
 
 from __future__ import annotations

@@ -119,9 +119,18 @@ def _symbolic_dim_names(shapes: list[tuple[str, Any]]) -> dict[str, str]:
     return names
 
 
+def inference_mode(module: Any) -> Any:
+    """`module.eval()`, for any module a user holds: the module `ExportedProgram.module()` returns
+    refuses `eval()` (it is already an inference graph when exported that way), so it stays as it is."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
+
+
 def export_module(module: Any, example: tuple[Any, ...], path: str | None = None) -> Any:
     torch = import_torch()
-    module = module.eval()
+    module = inference_mode(module)
     try:
         with warnings.catch_warnings():
             # nn.RNN family re-assigns _flat_weights during export; torch warns, nothing is wrong.

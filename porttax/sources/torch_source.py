@@ -17,7 +17,7 @@ from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UntrustedInputError, brief
 from porttax.sources import LoadOptions, SourceFormat, register_format, sniff
 from porttax.sources.file_checks import check_zip
-from porttax.sources.torch_program import TorchSource, export_module, specs_from_program
+from porttax.sources.torch_program import TorchSource, export_module, inference_mode, specs_from_program
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -81,7 +81,7 @@ def load_torch_source(
             raise InputError("a live nn.Module needs example inputs to trace",
                              hint="pass example_inputs=(x,) or input_shapes=[(1, 3, 224, 224)]")
         program = export_module(source, example)
-        return TorchSource(program, source.eval(), specs_from_program(program), example, "module")
+        return TorchSource(program, inference_mode(source), specs_from_program(program), example, "module")
 
     path = Path(source)
     if not path.exists():
@@ -133,7 +133,7 @@ def _load_checkpoint(path: Path, options: LoadOptions) -> TorchSource:
                              hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and "
                              "--input-dtype int64 for token ids)")
         program = export_module(obj, example, str(path))
-        return TorchSource(program, obj.eval(), specs_from_program(program), example, "pickle", str(path))
+        return TorchSource(program, inference_mode(obj), specs_from_program(program), example, "pickle", str(path))
     if isinstance(obj, dict):
         state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), dict) else obj
         return from_state_dict(state, path, options)
