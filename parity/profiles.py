@@ -69,7 +69,8 @@ def verdict(
     `rtol` replaces the profile's threshold on its statistic. `atol` is an absolute floor: an output also
     passes when max_abs ≤ atol, for outputs so close to zero that relative error says nothing.
     Shape and non-finite checks come first and no tolerance overrides them: a NaN or Inf must sit
-    where the source has the same one (see porttax.parity.metrics); shared ones are counted in the reason.
+    where the source has the same one (see porttax.parity.metrics); shared ones are counted in the reason,
+    and an output with nothing finite on either side fails: it proves nothing.
     """
     p = get_profile(profile)
     if not metrics.shape_match:
@@ -79,6 +80,9 @@ def verdict(
                        f"way round (NaN converted {metrics.nan_actual} / source {metrics.nan_expected}, Inf converted "
                        f"{metrics.inf_actual} / source {metrics.inf_expected}); no tolerance forgives a NaN or Inf "
                        "the source does not have")
+    if metrics.nonfinite_shared and metrics.nonfinite_shared == math.prod(metrics.expected_shape):
+        return False, (f"all {metrics.nonfinite_shared} values are NaN or Inf on both sides: nothing finite to "
+                       "compare, so nothing is proven (poisoned weights or inputs?)")
     threshold = p.threshold if rtol is None else float(rtol)
     value = getattr(metrics, p.stat)
     label = f"{p.name}" if rtol is None else f"{p.name}, rtol override"

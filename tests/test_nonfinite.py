@@ -34,6 +34,15 @@ def test_a_non_finite_value_the_source_does_not_have_fails(converted: list[float
     assert not passed and "non-finite" in reason
 
 
+def test_an_output_with_nothing_finite_proves_nothing_and_fails() -> None:
+    poisoned = np.array([[np.nan, np.inf], [np.nan, -np.inf]])  # what a NaN weight spreads to
+    m = compare(poisoned.copy(), poisoned)
+    assert m.nonfinite_shared == 4 and m.nonfinite_mismatch == 0
+    passed, reason = verdict(m, "bf16", atol=1e9, rtol=1e9)
+    assert not passed and "nothing finite" in reason
+    assert verdict(compare(np.zeros((0, 3)), np.zeros((0, 3))), "fp32")[0]  # empty is not poisoned
+
+
 def _sqrt_onnx(path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
