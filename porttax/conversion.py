@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from porttax.dtype_policy import checkpoint_weight_dtype, keras_dtype
 from porttax.errors import InputError
 from porttax.progress import QUIET, Progress
-from porttax.types import ConversionResult, ConvertJob
+from porttax.types import ConversionResult, ConvertJob, LoadOptions
 
 
 def infer_target(to: str | None, output: str | Path | None, keras_source: bool = False) -> str:
@@ -93,9 +93,9 @@ def convert(
     from porttax.saving import check_output
     from porttax.sources import kind_of
 
-    job = ConvertJob(source, output=output, example_inputs=example_inputs, input_shapes=input_shapes,
-                     input_dtypes=input_dtypes, arch=arch, config=config, trust_pickle=trust_pickle,
-                     trust_code=trust_code, parity=parity, seeds=tuple(seeds), profile=profile,
+    load = LoadOptions(example_inputs=example_inputs, input_shapes=input_shapes, input_dtypes=input_dtypes,
+                       arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code)
+    job = ConvertJob(source, output=output, load=load, parity=parity, seeds=tuple(seeds), profile=profile,
                      measure_latency=measure_latency, force=force, jit=jit, channels_first=channels_first,
                      dtype=dtype, max_shard_size=max_shard_size, weight_map_from=weight_map_from,
                      max_cache_len=max_cache_len, route=route, prefer=prefer, quantize=quantize,
@@ -132,9 +132,10 @@ def _load(job: ConvertJob, *, whole_program: bool) -> None:
     from porttax.sources.torch_source import load_torch_source
 
     # a live module or any torch-kind file, or an ONNX file: registered formats, found by sniffing
-    job.src = load_torch_source(source, example_inputs=job.example_inputs, input_shapes=job.input_shapes,
-                                input_dtypes=job.input_dtypes, arch=job.arch, config=job.config,
-                                trust_pickle=job.trust_pickle, trust_code=job.trust_code)
+    opts = job.load
+    job.src = load_torch_source(source, example_inputs=opts.example_inputs, input_shapes=opts.input_shapes,
+                                input_dtypes=opts.input_dtypes, arch=opts.arch, config=opts.config,
+                                trust_pickle=opts.trust_pickle, trust_code=opts.trust_code, stream=opts.stream)
     job.log = job.src.import_log  # the ONNX → torch mapping of an ONNX source; None otherwise
     src = job.src
     if whole_program and getattr(src, "streamed", False):

@@ -78,6 +78,20 @@ def spec_dims(shape: Sequence[int | None], name: str) -> tuple[Dim, ...]:
     return tuple(d if d is not None else ("batch" if i == 0 else f"{name}.{i}") for i, d in enumerate(shape))
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a user can tell a loader about a file that does not say it itself (the CLI's flags)."""
+
+    example_inputs: Sequence[Any] | None = None
+    input_shapes: Sequence[Sequence[int]] | None = None
+    input_dtypes: Sequence[str] | None = None
+    arch: str | None = None
+    config: Any = None
+    trust_pickle: bool = False
+    trust_code: bool = False
+    stream: bool | None = None  # None: stream a checkpoint's weights when it is large (porttax.lazy_weights)
+
+
 @dataclass
 class ConvertJob:
     """One `porttax.convert` call: what the user asked for, then what the pipeline loaded and built.
@@ -93,13 +107,7 @@ class ConvertJob:
     target: str = ""
     output: str | Path | None = None
     kind: str = ""
-    example_inputs: Sequence[Any] | None = None
-    input_shapes: Sequence[Sequence[int]] | None = None
-    input_dtypes: Sequence[str] | None = None
-    arch: str | None = None
-    config: Any = None
-    trust_pickle: bool = False
-    trust_code: bool = False
+    load: LoadOptions = field(default_factory=LoadOptions)  # how to read the source
     parity: bool = True
     seeds: Sequence[int] = (0, 1, 2)
     profile: str = "fp32"

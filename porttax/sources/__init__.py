@@ -23,23 +23,13 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
+
+from porttax.types import LoadOptions
+
+__all__ = ["KINDS", "LoadOptions", "SourceFormat", "all_formats", "kind_of", "load_all", "register_format", "sniff"]
 
 KINDS = ("torch", "onnx", "keras")
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """What a user can tell a loader about a file that does not say it itself (the CLI's flags)."""
-
-    example_inputs: Sequence[Any] | None = None
-    input_shapes: Sequence[Sequence[int]] | None = None
-    input_dtypes: Sequence[str] | None = None
-    arch: str | None = None
-    config: Any = None
-    trust_pickle: bool = False
-    trust_code: bool = False
-    stream: bool | None = None  # None: stream a checkpoint's weights when it is large (porttax.lazy_weights)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def convert_keras(job: ConvertJob, fmt: TorchFormat) -> ConversionResult:
 
     t0 = time.perf_counter()
     progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
-    src = load_keras_source(source, trust_code=job.trust_code)
+    src = load_keras_source(source, trust_code=job.load.trust_code)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     progress.stage(f"read Keras model {src.model.name!r}: {sig}")
     progress.stage("converting Keras layers to torch modules")

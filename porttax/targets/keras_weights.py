@@ -256,7 +256,7 @@ def _prepare(job: ConvertJob) -> None:
 
 
 def _write_job(job: ConvertJob) -> ConversionResult:  # weights only, streamed: no model is built, so nothing runs
-    return convert_to_keras_weights(job.source, output=job.output, arch=job.arch, config=job.config,
+    return convert_to_keras_weights(job.source, output=job.output, arch=job.load.arch, config=job.load.config,
                                     force=job.force, progress=job.progress)
 
 

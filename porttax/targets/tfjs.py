@@ -278,7 +278,7 @@ def _from_built(job: ConvertJob) -> ConversionResult:
 
 
 def _from_keras(job: ConvertJob) -> ConversionResult:
-    return convert_keras_source_to_tfjs(job.source, output=job.output, trust_code=job.trust_code, **job.checks())
+    return convert_keras_source_to_tfjs(job.source, output=job.output, trust_code=job.load.trust_code, **job.checks())
 
 
 register_target(Target(

@@ -197,7 +197,7 @@ def _from_built(job: ConvertJob) -> ConversionResult:
 
 
 def _from_keras(job: ConvertJob) -> ConversionResult:
-    return convert_keras_source_to_tflite(job.source, output=job.output, trust_code=job.trust_code,
+    return convert_keras_source_to_tflite(job.source, output=job.output, trust_code=job.load.trust_code,
                                           quantize=job.quantize, calibration=job.calibration, **job.checks())
 
 

@@ -155,7 +155,7 @@ def _safetensors_from_keras(job: ConvertJob) -> ConversionResult:
         shard = (DEFAULT_SHARD_BYTES if size is None else parse_shard_size(size) if isinstance(size, str)
                  else int(size))
         return convert_keras_to_checkpoint(job.source, output=job.output, dtype=job.dtype, max_shard_bytes=shard,
-                                           weight_map_from=job.weight_map_from, trust_code=job.trust_code,
+                                           weight_map_from=job.weight_map_from, trust_code=job.load.trust_code,
                                            **job.checks())
     if job.dtype is not None or job.max_shard_size is not None or job.weight_map_from is not None:
         raise InputError("--dtype, --max-shard-size and --weight-map apply to a checkpoint folder "
