@@ -20,7 +20,6 @@ from porttax.errors import InputError, UntrustedInputError, brief
 from porttax.sources import LoadOptions, SourceFormat, register_format
 from porttax.types import TensorSpec
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 KERAS_CONFIG = Path("assets.extra") / "porttax" / "keras_model.json"
 
 
@@ -38,13 +37,6 @@ class KerasSource:
         if self.path:
             return Path(self.path).stem if not Path(self.path).is_dir() else Path(self.path).name
         return str(getattr(self.model, "name", "model"))
-
-
-def is_keras_source(source: Any) -> bool:
-    """True for a Keras model object, a Keras file, or a SavedModel directory."""
-    from porttax.sources import kind_of
-
-    return kind_of(source) == "keras"
 
 
 def load_keras_source(source: Any, *, trust_code: bool = False) -> KerasSource:
