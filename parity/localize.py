@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from porttax.parity.metrics import compare
-from porttax.parity.profiles import Profile, verdict
+from porttax.parity.profiles import NOISE_FACTOR, Profile, noise_verdict
 from porttax.parity.report import LayerResult, Localization
 from porttax.parity.runners import Runner
 
@@ -33,20 +33,43 @@ def localize(
     label: str = "",
     atol: float | None = None,
     rtol: float | None = None,
+    reference: Runner | None = None,
+    noise_factor: float = NOISE_FACTOR,
 ) -> Localization:
-    """Per-layer drift of `converted` against `source` on one case, in the source's execution order."""
+    """Per-layer drift of `converted` against `source` on one case, in the source's execution order.
+
+    With a float64 `reference` (the source widened), each layer is judged against its own noise: the
+    first diverging layer is the first whose converted output is more than `noise_factor` × as far
+    from float64 as the source's own output at that layer, so rounding that a deep net accumulates
+    in float32 is not blamed on whichever layer first crosses a fixed number.
+    """
     layer_map = getattr(converted, "layer_map", None)
+    matched_by = "layer map"
+    want = None
     if layer_map is None:
-        return Localization(label, [], note=f"{converted.describe()} carries no porttax layer map (was it written by "
-                            "porttax?), so its layers cannot be matched to the source's")
+        layer_map, want, why = _match_by_names(source, converted, inputs)
+        if layer_map is None:
+            return Localization(label, [], note=f"{converted.describe()} carries no porttax layer map (was it written "
+                                f"by porttax?) and {why}, so its layers cannot be matched to the source's",
+                                matched_by=None)
+        matched_by = "layer names"
     try:
         got = converted.capture(inputs)
-        want = source.capture(inputs) if got is not None else None
+        if want is None and got is not None:
+            want = source.capture(inputs)
     except Exception as exc:  # a framework failing to re-run a model must not hide the parity verdict
         return Localization(label, [], note=f"could not capture layer outputs: {type(exc).__name__}: {exc}")
     if got is None or want is None:
         side = converted if got is None else source
         return Localization(label, [], note=f"{side.describe()} cannot expose its layer outputs")
+    wide: Mapping[str, np.ndarray] = {}
+    rule_note = "fixed tolerance per layer (no float64 reference)"
+    if reference is not None:
+        try:
+            wide = reference.capture(inputs) or {}
+            rule_note = f"each layer against its own float32 noise (float64 reference, factor {noise_factor:g})"
+        except Exception as exc:  # the widened graph failing to re-run leaves the fixed rule, said so
+            rule_note = f"fixed tolerance per layer (the float64 reference could not capture layers: {type(exc).__name__})"
     layers: list[LayerResult] = []
     unmatched: list[str] = []
     for tap in sorted(layer_map.taps, key=lambda t: t.order):
@@ -55,9 +78,12 @@ def localize(
             unmatched.append(tap.key)
             continue
         m = compare(got[tap.key], want[tap.key])
-        ok, why = verdict(m, profile, atol=atol, rtol=rtol)
+        src_ref = conv_ref = None
+        if tap.key in wide and np.shape(wide[tap.key]) == np.shape(want[tap.key]):
+            src_ref, conv_ref = compare(want[tap.key], wide[tap.key]), compare(got[tap.key], wide[tap.key])
+        ok, why, noise = noise_verdict(m, profile, src_ref, conv_ref, atol=atol, rtol=rtol, factor=noise_factor)
         target = tap.operation if tap.kind == "tensor" else "(constant folded at conversion)"
-        layers.append(LayerResult(name, str(target), tap.order, m, ok, why, output))
+        layers.append(LayerResult(name, str(target), tap.order, m, ok, why, output, noise))
     unmatched += sorted(set(want) - {t.key for t in layer_map.taps})
     first = next((lay for lay in layers if not lay.passed), None)
     if first is not None:
@@ -66,4 +92,30 @@ def localize(
         note = f"all {len(layers)} matched layers are within tolerance"
     else:
         note = "no layer could be matched between the two models"
-    return Localization(label, layers, first.name if first else None, unmatched, note)
+    if matched_by == "layer names":
+        note += (f"; matched by layer names, weight sizes and shapes ({len(layer_map.taps)} layers): the file "
+                 "carries no porttax layer map (re-saved by Keras?)")
+    return Localization(label, layers, first.name if first else None, unmatched, f"{note}; judged by {rule_note}",
+                        matched_by=matched_by)
+
+
+def _match_by_names(source: Runner, converted: Runner, inputs: Mapping[str, np.ndarray]) -> tuple:
+    """(layer map rebuilt from names or None, the source's captured values, why not) for a Keras model
+    that lost its map; the rebuilt map is set on the runner so its capture can use it."""
+    from porttax.parity.rematch import layer_map_from_names, module_sizes
+
+    model = getattr(converted, "model", None)
+    if model is None or converted.framework != "keras" or source.framework != "torch":
+        return None, None, "porttax matches layers by name only for a Keras model converted from PyTorch"
+    try:
+        want = source.capture(inputs)
+    except Exception as exc:
+        return None, None, f"the source's layer outputs could not be captured ({type(exc).__name__})"
+    if not want:
+        return None, None, "the source exposes no layer outputs"
+    module = getattr(source, "module", None)
+    rebuilt = layer_map_from_names(model, want, module_sizes(module) if module is not None else None)
+    if not rebuilt.taps:
+        return None, None, "none of its layer names follows porttax's naming of the source's modules"
+    converted.layer_map = rebuilt
+    return rebuilt, want, ""

@@ -73,7 +73,40 @@ def _gate(report: ParityReport, metrics: OutputMetrics) -> float | None:
 
 
 def _gate_line(report: ParityReport) -> str:
+    ref = report.reference
+    if ref is not None and ref.used:
+        return (f"{report.gate_stat} vs {ref.used} ≤ max({report.profile.threshold:.3g}, "
+                f"{ref.factor:g}× the source's own error)")
     return f"{report.gate_stat} ≤ {report.profile.threshold:.3g}"
+
+
+def _uses_reference(report: ParityReport) -> bool:
+    return any(o.noise is not None for c in report.cases for o in c.outputs)
+
+
+def _ratio(value: float) -> str:
+    return "inf" if not math.isfinite(value) else f"{value:.2f}×"
+
+
+def _noise_cells(out: OutputResult) -> list[str]:
+    """source's own error, converted error (both vs the reference), their ratio, the rule that decided."""
+    n = out.noise
+    if n is None:
+        return ["—", "—", "—", out.rule]
+    return [_num(n.source_error), _num(n.converted_error), _ratio(n.ratio), n.rule]
+
+
+_NOISE_HEAD = ["source err", "converted err", "ratio", "rule"]
+
+
+def _reference_text(report: ParityReport) -> str:
+    """One sentence: which reference judged the run, or why none did."""
+    ref = report.reference
+    if ref is None:
+        return ""
+    noise = report.worst_noise
+    worst = f"; worst: {noise.describe()}" if noise is not None else ""
+    return ref.note + worst
 
 
 def _devices(report: ParityReport) -> str:
@@ -155,22 +188,24 @@ def _md_verdict(passed: bool, reason: str) -> str:
     return "✅ pass" if passed else f"❌ {_md(reason)}"
 
 
-def _md_output_row(case: CaseResult, out: OutputResult, top1: bool) -> str:
+def _md_output_row(case: CaseResult, out: OutputResult, top1: bool, noise: bool) -> str:
     m = out.metrics
     cells = [_md(case.label), _md_code(out.name), _num(m.rel_l2), _num(m.max_abs), _cos(m.cosine)]
     if top1:
         cells.append(_pct(m.topk_agreement.get(1)))
+    if noise:
+        cells.extend(_noise_cells(out))
     cells.append(_md_verdict(out.passed, out.reason))
     return "| " + " | ".join(cells) + " |"
 
 
 def _md_case_table(report: ParityReport) -> list[str]:
-    top1 = _has_top1(report)
-    numeric = ["rel_l2", "max_abs", "cosine", *(["top-1"] if top1 else [])]
+    top1, noise = _has_top1(report), _uses_reference(report)
+    numeric = ["rel_l2", "max_abs", "cosine", *(["top-1"] if top1 else []), *(_NOISE_HEAD if noise else [])]
     head = ["case", "output", *numeric, "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * len(numeric) + "---|"]
     for case in report.cases:
-        lines.extend(_md_output_row(case, out, top1) for out in case.outputs)
+        lines.extend(_md_output_row(case, out, top1, noise) for out in case.outputs)
         if case.reason:
             blanks = ["—"] * (len(head) - 3)
             lines.append("| " + " | ".join([_md(case.label), "*(case)*", *blanks, _md_verdict(False, case.reason)])
@@ -212,8 +247,9 @@ def _md_localization(report: ParityReport, loc: Localization) -> list[str]:
 
 
 def _generation_text(gen: GenerationResult) -> str:
-    where = ("every step agrees" if gen.passed
-             else f"tokens diverge at step {gen.first_divergent_step}")
+    where = ("every step agrees" if gen.first_divergent_step is None
+             else f"tokens diverge at step {gen.first_divergent_step}"
+             + (f", at {gen.tie}" if gen.tie else ""))
     return (f"greedy decoding, {gen.steps} step(s) after a {gen.prompt_length}-token prompt: "
             f"agreement {gen.agreement:.1%}, {where}")
 
@@ -238,6 +274,7 @@ def to_markdown(report: ParityReport) -> str:
              f"{_md_code(report.converted)} vs {_md_code(report.source)}  ",
              f"**Profile** {_md_code(report.profile.name)} · gate {_md_code(_gate_line(report))} · "
              f"worst rel_l2 {_num(report.worst_rel_l2)}  ",
+             *([f"**Reference** {_md(_reference_text(report))}  "] if report.reference else []),
              f"**Devices** {_md(_devices(report))}"]
     if report.warnings:
         lines += ["", "> ⚠️ **Warnings**", *(f"> - {_md(w)}" for w in report.warnings)]
@@ -274,16 +311,22 @@ def _xml(text: str) -> str:
     return _XML_INVALID.sub("?", text)
 
 
-def _metrics_text(report: ParityReport, m: OutputMetrics) -> str:
+def _metrics_text(report: ParityReport, m: OutputMetrics, out: OutputResult | None = None) -> str:
     top = ", ".join(f"top-{k} {v:.1%}" for k, v in sorted(m.topk_agreement.items()))
     lines = [f"rel_l2 {_num(m.rel_l2)}, max_abs {_num(m.max_abs)}, max_rel {_num(m.max_rel)}, "
              f"cosine {_cos(m.cosine)}, mean_abs {_num(m.mean_abs)}" + (f", {top}" if top else ""),
              f"gate: {_gate_line(report)} (profile {report.profile.name})",
+             *([f"reference: {_reference_text(report)}"] if report.reference else []),
              f"shape converted {list(m.actual_shape)} / source {list(m.expected_shape)}, "
              f"dtype converted {m.actual_dtype} / source {m.expected_dtype}",
              f"NaN converted {m.nan_actual} / source {m.nan_expected}, "
              f"Inf converted {m.inf_actual} / source {m.inf_expected}, "
              f"shared with the source {m.nonfinite_shared}, mismatched {m.nonfinite_mismatch}"]
+    if out is not None and out.noise is not None:
+        n = out.noise
+        lines.append(f"against {n.reference}: source's own error {_num(n.source_error)}, converted "
+                     f"{_num(n.converted_error)}, ratio {_ratio(n.ratio)}, threshold {_num(n.threshold)} "
+                     f"(rule {n.rule}: max(floor {_num(n.floor)}, {n.factor:g}× the source's error))")
     return "\n".join(lines)
 
 
@@ -302,7 +345,7 @@ def _junit_testcases(report: ParityReport, suite: ET.Element) -> None:
         where = f"\nfirst diverging layer: {divergence}"
     for case in report.cases:
         for out in case.outputs:
-            failure = None if out.passed else (out.reason, f"{out.reason}\n{_metrics_text(report, out.metrics)}"
+            failure = None if out.passed else (out.reason, f"{out.reason}\n{_metrics_text(report, out.metrics, out)}"
                                                             f"{where}")
             _testcase(suite, label, f"{case.label} / {out.name}", failure)
         if case.reason:
@@ -329,6 +372,11 @@ def _junit_properties(report: ParityReport, suite: ET.Element) -> None:
              "threshold": f"{report.profile.threshold:g}", "gate_stat": report.gate_stat,
              "source_device": report.source_device, "converted_device": report.converted_device,
              "cross_device": str(report.cross_device).lower(), "worst_rel_l2": _num(report.worst_rel_l2)}
+    if report.reference is not None:
+        props["reference"] = report.reference.used or "none"
+        props["noise_factor"] = f"{report.reference.factor:g}"
+        if (noise := report.worst_noise) is not None:
+            props["worst_ratio"] = _ratio(noise.ratio)
     if report.localization is not None and report.first_divergent is not None:
         props["first_divergent"] = report.first_divergent
         props["first_divergent_case"] = report.localization.case
@@ -407,6 +455,7 @@ def _html_banner(report: ParityReport) -> str:
              f"<p><code>{_e(report.converted)}</code> vs <code>{_e(report.source)}</code></p>",
              f"<p>profile <b>{_e(report.profile.name)}</b> ({_e(report.profile.description)}); "
              f"gate <code>{_e(_gate_line(report))}</code>; worst rel_l2 {_num(report.worst_rel_l2)}</p>",
+             *([f"<p>reference: {_e(_reference_text(report))}</p>"] if report.reference else []),
              f"<p>{_e(_devices(report))}</p>"]
     fails = report.failures()
     if fails:
@@ -417,16 +466,19 @@ def _html_banner(report: ParityReport) -> str:
 
 
 def _html_cases(report: ParityReport) -> str:
-    top1 = _has_top1(report)
-    head = ["case", "output", "rel_l2", "max_abs", "max_rel", "cosine", *(["top-1"] if top1 else []), "verdict"]
+    top1, noise = _has_top1(report), _uses_reference(report)
+    head = ["case", "output", "rel_l2", "max_abs", "max_rel", "cosine", *(["top-1"] if top1 else []),
+            *(_NOISE_HEAD if noise else []), "verdict"]
     rows = []
     for case in report.cases:
         for out in case.outputs:
             m = out.metrics
             nums = [_num(m.rel_l2), _num(m.max_abs), _num(m.max_rel), _cos(m.cosine)]
-            cells = "".join(f'<td class="n">{v}</td>' for v in nums)
             if top1:
-                cells += f'<td class="n">{_pct(m.topk_agreement.get(1))}</td>'
+                nums.append(_pct(m.topk_agreement.get(1)))
+            if noise:
+                nums.extend(_noise_cells(out))
+            cells = "".join(f'<td class="n">{v}</td>' for v in nums)
             rows.append(f"<tr><td>{_e(case.label)}</td><td><code>{_e(out.name)}</code></td>{cells}"
                         f"{_html_verdict(out.passed, out.reason)}</tr>")
         if case.reason:
@@ -595,19 +647,21 @@ def _rich_verdict(passed: bool, reason: str) -> Text:
 
 
 def _rich_table(report: ParityReport) -> Table:
-    top1 = _has_top1(report)
+    top1, noise = _has_top1(report), _uses_reference(report)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ["case", "output", report.gate_stat, "max_abs", "cosine", *(["top-1"] if top1 else [])]:
+    for name in ["case", "output", report.gate_stat, "max_abs", "cosine", *(["top-1"] if top1 else []),
+                 *(_NOISE_HEAD if noise else [])]:
         table.add_column(name, justify="left" if name in ("case", "output") else "right")
     table.add_column("verdict", overflow="fold")
     for case in report.cases:
         for out in case.outputs:
             m = out.metrics
-            extra = [_pct(m.topk_agreement.get(1))] if top1 else []
+            extra = ([_pct(m.topk_agreement.get(1))] if top1 else []) + (_noise_cells(out) if noise else [])
             table.add_row(Text(case.label), Text(out.name), _num(_gate(report, m)), _num(m.max_abs),
                           _cos(m.cosine), *extra, _rich_verdict(out.passed, out.reason))
         if case.reason:
-            table.add_row(Text(case.label), "(case)", *["—"] * (3 + top1), _rich_verdict(False, case.reason))
+            table.add_row(Text(case.label), "(case)", *["—"] * (3 + top1 + 4 * noise),
+                          _rich_verdict(False, case.reason))
     return table
 
 
@@ -619,6 +673,8 @@ def print_table(report: ParityReport, console: Console | None = None) -> None:
     console.print(Text.assemble(state, f" [{report.profile.name}, {_gate_line(report)}] {_label(report)}: ",
                                 _devices(report)))
     console.print(_rich_table(report))
+    if report.reference is not None:
+        console.print(Text(f"reference: {_reference_text(report)}", style="dim"))
     if divergence := _divergence(report):
         console.print(Text.assemble("first diverging layer: ", (divergence, "bold red")))
     if report.generation is not None:

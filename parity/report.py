@@ -16,22 +16,29 @@ from typing import Any
 import numpy as np
 
 from porttax.parity.metrics import OutputMetrics
-from porttax.parity.profiles import Profile
+from porttax.parity.profiles import NoiseCheck, Profile
 
 # Bump the major part when a field changes meaning or disappears; the minor part when fields are added.
 # docs/parity-report.md documents every field of this version.
-SCHEMA_VERSION = "1.1"  # 1.1: nonfinite_shared / nonfinite_mismatch per output (docs/parity-report.md)
+SCHEMA_VERSION = "1.2"  # 1.1: nonfinite_shared / nonfinite_mismatch; 1.2: the float64 reference (docs/parity-report.md)
 
 
 @dataclass
 class OutputResult:
     name: str
-    metrics: OutputMetrics
+    metrics: OutputMetrics  # converted against source
     passed: bool
     reason: str
+    noise: NoiseCheck | None = None  # both sides against the float64 reference, when one ran
+
+    @property
+    def rule(self) -> str:
+        """What decided: "noise" (factor × the source's own error), "floor", or "fixed" (no reference)."""
+        return self.noise.rule if self.noise is not None else "fixed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "reason": self.reason, "metrics": self.metrics.to_dict()}
+        return {"name": self.name, "passed": self.passed, "reason": self.reason, "rule": self.rule,
+                "metrics": self.metrics.to_dict(), "reference": self.noise.to_dict() if self.noise else None}
 
 
 @dataclass
@@ -71,10 +78,25 @@ class LayerResult:
     passed: bool
     reason: str = ""
     output: int = 0  # which output of a multi-output layer
+    noise: NoiseCheck | None = None  # this layer's own float32 noise against the float64 reference
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "target": self.target, "index": self.index, "output": self.output,
-                "passed": self.passed, "reason": self.reason, "metrics": self.metrics.to_dict()}
+                "passed": self.passed, "reason": self.reason, "metrics": self.metrics.to_dict(),
+                "reference": self.noise.to_dict() if self.noise else None}
+
+
+@dataclass
+class ReferenceInfo:
+    """Which reference judged the run: `used` is "float64" or None (the fixed rule), `note` says why."""
+
+    requested: str  # "auto", "float64" or "none"
+    used: str | None
+    note: str
+    factor: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requested": self.requested, "used": self.used, "note": self.note, "factor": self.factor}
 
 
 @dataclass
@@ -86,9 +108,13 @@ class Localization:
     first_divergent: str | None = None
     unmatched: list[str] = field(default_factory=list)  # source layers with no counterpart
     note: str = ""
+    # how layers were paired: "layer map" (the one porttax wrote into the artefact), "layer names"
+    # (rebuilt from names, weight sizes and shapes: a re-saved file), None (not at all)
+    matched_by: str | None = "layer map"
 
     def to_dict(self) -> dict[str, Any]:
         return {"case": self.case, "first_divergent": self.first_divergent, "note": self.note,
+                "matched_by": self.matched_by,
                 "unmatched": list(self.unmatched), "layers": [lay.to_dict() for lay in self.layers]}
 
 
@@ -101,6 +127,7 @@ class GenerationResult:
     source_tokens: list[list[int]]  # per batch row, the generated ids
     converted_tokens: list[list[int]]
     first_divergent_step: int | None  # None when every step agreed
+    tie: str | None = None  # why a divergence is a near-tie within the source's own float32 noise
 
     @property
     def agreement(self) -> float:
@@ -109,11 +136,11 @@ class GenerationResult:
 
     @property
     def passed(self) -> bool:
-        return self.first_divergent_step is None
+        return self.first_divergent_step is None or self.tie is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "prompt_length": self.prompt_length, "agreement": self.agreement,
-                "first_divergent_step": self.first_divergent_step, "passed": self.passed,
+                "first_divergent_step": self.first_divergent_step, "passed": self.passed, "tie": self.tie,
                 "source_tokens": self.source_tokens, "converted_tokens": self.converted_tokens}
 
 
@@ -148,6 +175,7 @@ class ParityReport:
     baseline: BaselineResult | None = None
     gate_stat: str = "rel_l2"  # the statistic the verdicts judged
     model: str = ""  # a short label for the pair (used by JUnit/HTML titles)
+    reference: ReferenceInfo | None = None
 
     @property
     def cross_device(self) -> bool:
@@ -167,6 +195,12 @@ class ParityReport:
             return math.inf
         return max(v for v in values if v is not None)
 
+    @property
+    def worst_noise(self) -> NoiseCheck | None:
+        """The output that used most of its noise allowance (highest ratio to the source's own error)."""
+        checks = [o.noise for c in self.cases for o in c.outputs if o.noise is not None]
+        return max(checks, key=lambda n: (n.ratio, n.converted_error)) if checks else None
+
     def failures(self) -> list[str]:
         """One line per failed case or output, e.g. "seed=1 / logits: rel_l2 2e-3 > 1e-5 (fp32)"."""
         lines = []
@@ -185,6 +219,11 @@ class ParityReport:
         n_out = max((len(c.outputs) for c in self.cases), default=0)
         head = (f"{'PASS' if self.passed else 'FAIL'} [{self.profile.name}] {self.converted} vs {self.source}: "
                 f"{len(self.cases)} case(s), {n_out} output(s), worst rel_l2 {self.worst_rel_l2:.3g}")
+        noise = self.worst_noise
+        if noise is not None:
+            head += f" ({noise.describe()})"
+        elif self.reference is not None and self.reference.requested != "none":
+            head += " (fixed rule: no float64 reference)"
         if self.cross_device:
             head += f" [cross-device: source on {self.source_device}, converted on {self.converted_device}]"
         fails = self.failures()
@@ -209,6 +248,7 @@ class ParityReport:
             "passed": self.passed,
             "worst_rel_l2": worst if math.isfinite(worst) else str(worst),  # JSON has no inf/nan
             "first_divergent": self.first_divergent,
+            "reference": self.reference.to_dict() if self.reference else None,
             "warnings": list(self.warnings),
             "cases": [c.to_dict() for c in self.cases],
             "localization": self.localization.to_dict() if self.localization else None,

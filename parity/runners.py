@@ -9,6 +9,8 @@ order that keeps torch.export alive next to TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import re
 import time
@@ -21,6 +23,7 @@ import numpy as np
 
 from porttax._frameworks import import_keras, import_tf, import_torch
 from porttax.errors import InputError
+from porttax.parity.reference import ReferenceUnavailable, default_dtype_float64, widen_array
 from porttax.sources.savedmodel_checks import check_savedmodel_ops
 from porttax.types import Framework, TensorSpec, spec_dims
 
@@ -37,13 +40,28 @@ class Runner(ABC):
     input_names: list[str]
     specs: list[TensorSpec] | None = None
     output_names: list[str] | None = None  # from the signature, or filled in by the first run
+    # a float64 reference (see float64()): it takes the same float32 cases and widens them itself
+    widen_inputs: bool = False
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         check_names(inputs, self.input_names, self.describe())
         if self.specs is not None:
             validate_inputs(inputs, self.specs, self.describe())
-        outputs = self._run({n: np.asarray(inputs[n]) for n in self.input_names})
+        feed = {n: np.asarray(inputs[n]) for n in self.input_names}
+        if self.widen_inputs:
+            feed = {n: widen_array(a) for n, a in feed.items()}
+        outputs = self._run(feed)
         return [np.asarray(o) for o in outputs]
+
+    def float64(self) -> "Runner":
+        """This model computing in float64, as the reference parity measures both sides against
+        (porttax.parity.reference). Raises ReferenceUnavailable, saying why, where it cannot."""
+        raise ReferenceUnavailable(f"{self.describe()} has no float64 form (porttax widens torch modules and "
+                                   "programs, Keras models and ONNX graphs)")
+
+    def float64_bytes(self) -> int | None:
+        """Estimated bytes of a float64 copy of the model's weights (None: unknown)."""
+        return None
 
     @abstractmethod
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -181,7 +199,7 @@ class TorchRunner(Runner):
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
         if self.device:
             args = [a.to(self.device) for a in args]
-        with torch.no_grad():
+        with torch.no_grad(), (default_dtype_float64() if self.widen_inputs else contextlib.nullcontext()):
             out = self.module(*args)
         names: list[str] = []
         arrays: list[np.ndarray] = []
@@ -196,11 +214,37 @@ class TorchRunner(Runner):
         torch = import_torch()
         check_names(inputs, self.input_names, self.describe())
         args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names)
+        if self.widen_inputs:
+            args = tuple(a.double() if a.is_floating_point() else a for a in args)
         program = self.program
-        if program is None:
+        if program is None:  # an eager module (a float64 copy of one exports in float64)
             program = torch.export.export(self.module, args)
-        values, _ = capture_torch(program, list(args))
+            values, _ = capture_torch(program, list(args))
+        else:  # the program as exported; a float64 reference widens the same decomposed graph
+            values, _ = capture_torch(program, list(args), widen=self.widen_inputs)
         return values
+
+    def float64(self) -> Runner:
+        """A float64 copy: an exported program's graph widened (its dtype arguments included), an
+        eager module cast with `.double()` and run with float64 as torch's default dtype."""
+        from porttax.parity.reference import widen_torch_graph, widen_torch_module
+
+        torch = import_torch()
+        if self.device:
+            raise ReferenceUnavailable(f"the float64 reference runs on the CPU; this source runs on {self.device}")
+        if isinstance(self.module, torch.jit.ScriptModule):
+            raise ReferenceUnavailable("a TorchScript module's graph fixes its dtypes")
+        wide = copy.copy(self)
+        wide.module = (widen_torch_graph(self.module) if isinstance(self.module, torch.fx.GraphModule)
+                       else widen_torch_module(self.module))
+        wide.widen_inputs = True
+        wide.name = f"{self.name} (float64)"
+        return wide
+
+    def float64_bytes(self) -> int | None:
+        from porttax.parity.reference import torch_float64_bytes
+
+        return torch_float64_bytes(self.module)
 
     @property
     def device_label(self) -> str:
@@ -351,6 +395,20 @@ class KerasRunner(Runner):
         self.output_names = names
         return [keras.ops.convert_to_numpy(v) for v in values]
 
+    def float64(self) -> Runner:
+        """The model rebuilt from its config under float64, weights widened (same layer names, so
+        its layer map still matches)."""
+        from porttax.parity.reference import widen_keras_model
+
+        wide = KerasRunner(widen_keras_model(self.model), self.input_names, name=f"{self.name} (float64)",
+                           layer_map=self.layer_map)
+        wide.specs = self.specs  # it takes the same float32 cases and widens them
+        wide.widen_inputs = True
+        return wide
+
+    def float64_bytes(self) -> int | None:
+        return int(sum(int(np.prod(w.shape)) for w in self.model.weights) * 8 * 1.25)
+
     def capture(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Tap outputs through a second functional model sharing this one's layers (no copy of weights)."""
         from porttax.parity.taps import tap_tensors, to_source_layout
@@ -467,13 +525,53 @@ class OnnxRunner(Runner):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise InputError(f"onnxruntime cannot load the model: {exc}", path=str(path)) from exc
         self.name = name or path.name
+        self.path = path
+        self._evaluator: Any = None
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.specs = [TensorSpec(i.name, spec_dims([d if isinstance(d, int) else None for d in i.shape], i.name),
                                  _ONNX_TYPES.get(i.type, "float32")) for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self._evaluator is not None:
+            return [np.asarray(o) for o in self._evaluator.run(self.output_names, inputs)]
         return list(self._session.run(self.output_names, inputs))
+
+    def float64(self) -> Runner:
+        """The graph widened to float64, on onnxruntime where it has float64 kernels for every op, else
+        on `onnx.reference` (NumPy: slower, but it has them all)."""
+        import onnx
+        import onnxruntime as ort
+
+        from porttax.parity.reference import widen_onnx
+
+        try:
+            wide_proto = widen_onnx(onnx.load(str(self.path)))
+        except Exception as exc:  # a graph onnx cannot read back whole (external data past 2 GB)
+            raise ReferenceUnavailable(f"the ONNX graph cannot be widened: {type(exc).__name__}: {exc}") from exc
+        wide = copy.copy(self)
+        wide.name, wide.widen_inputs = f"{self.name} (float64)", True
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            wide._session = ort.InferenceSession(wide_proto.SerializeToString(), options,
+                                                 providers=["CPUExecutionProvider"])
+            wide.float64_runtime = "onnxruntime"
+            return wide
+        except Exception as ort_error:  # onnxruntime lacks float64 kernels for Conv, pooling, ...
+            first = str(ort_error).splitlines()[0][:160]
+        try:
+            from onnx.reference import ReferenceEvaluator
+
+            wide._evaluator = ReferenceEvaluator(wide_proto)
+            wide.float64_runtime = f"onnx.reference (onnxruntime has no float64 kernel: {first})"
+        except Exception as exc:
+            raise ReferenceUnavailable(f"neither onnxruntime ({first}) nor onnx.reference runs the graph in "
+                                       f"float64 ({type(exc).__name__}: {exc})") from exc
+        return wide
+
+    def float64_bytes(self) -> int | None:
+        return int(self.path.stat().st_size * 2 * 1.25)
 
 
 class TfLiteRunner(Runner):

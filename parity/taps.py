@@ -7,6 +7,7 @@ node, the converted Keras model through the tensors the map names.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,9 @@ from porttax.layer_map import Tap
 # --- the torch side ---------------------------------------------------------------------------------
 
 
-def capture_torch(program: Any, args: list[Any]) -> tuple[dict[str, np.ndarray], list[Tap]]:
-    """Run an ExportedProgram node by node, keeping the value of every module output."""
+def capture_torch(program: Any, args: list[Any], *, widen: bool = False) -> tuple[dict[str, np.ndarray], list[Tap]]:
+    """Run an ExportedProgram node by node, keeping the value of every module output. `widen` runs the
+    same decomposed graph in float64 (the reference, porttax.parity.reference), so its taps line up."""
     from porttax._frameworks import import_torch
 
     from porttax.torch_ir import decompose, module_outputs
@@ -26,6 +28,11 @@ def capture_torch(program: Any, args: list[Any]) -> tuple[dict[str, np.ndarray],
     torch = import_torch()
     gm = decompose(program).module()
     taps = module_outputs(gm.graph)
+    if widen:
+        from porttax.parity.reference import widen_torch_graph
+
+        gm = widen_torch_graph(gm)
+        taps = module_outputs(gm.graph)
     wanted: dict[str, list[Tap]] = {}
     for tap, node in taps:
         wanted.setdefault(node.name, []).append(tap)
@@ -41,7 +48,9 @@ def capture_torch(program: Any, args: list[Any]) -> tuple[dict[str, np.ndarray],
                     values[tap.key] = array
             return result
 
-    with torch.no_grad():
+    from porttax.parity.reference import default_dtype_float64
+
+    with torch.no_grad(), (default_dtype_float64() if widen else contextlib.nullcontext()):
         _Recorder(gm).run(*args)
     return values, [tap for tap, _ in taps]
 

@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                    "int8 profile (top-1 agreement ≥ 90%%) over ≥ 32 seeded inputs")
     c.add_argument("--calibration", metavar="CASES.npz", help="int8 calibration inputs (default: 32 seeded inputs)")
     c.add_argument("--profile", default="fp32", help="parity tolerance profile (fp32, tf32, bf16, fp16, int8)")
+    c.add_argument("--reference", choices=["auto", "float64", "none"], default="auto",
+                   help="judge drift against the source run in float64 (auto: where it fits in memory; "
+                   "float64: whatever the estimate) or by the fixed tolerance alone (none)")
     c.add_argument("--no-parity", action="store_true", help="skip the parity check")
     c.add_argument("--seeds", type=int, default=3, help="parity seeds (default 3)")
     c.add_argument("--no-latency", action="store_true", help="skip timing source vs converted")
@@ -133,6 +136,13 @@ def _add_parity_parser(sub: Any) -> None:
     r.add_argument("--backend", choices=["tensorflow", "torch", "jax"],
                    help="Keras backend for a .keras model (other backends run in a worker process)")
     r.add_argument("--profile", default="fp32", help="tolerance profile: fp32 (default), tf32, bf16, fp16, int8 (top-1)")
+    r.add_argument("--reference", choices=["auto", "float64", "none"], default="auto",
+                   help="auto (default): run the source in float64 too and allow the converted model up to "
+                   "--noise-factor x the source's own float32 error (never below the profile's threshold); "
+                   "float64: try even past the memory estimate; none: the fixed threshold alone")
+    r.add_argument("--noise-factor", type=float, default=None, metavar="K",
+                   help="how many times the source's own error against float64 the converted model may be "
+                   "(default: porttax.parity.profiles.NOISE_FACTOR, chosen by bench/parity_noise.py)")
     r.add_argument("--stat", help="gating statistic: rel_l2 (default), max_abs, max_rel, mean_abs, median_abs")
     r.add_argument("--atol", action="append", metavar="[OUTPUT=]V", help="absolute floor, for all or one output")
     r.add_argument("--rtol", action="append", metavar="[OUTPUT=]V",
@@ -289,7 +299,8 @@ def _convert(args: argparse.Namespace) -> int:
         input_dtypes=args.input_dtype, trust_pickle=args.trust_pickle, parity=not args.no_parity,
         seeds=tuple(range(args.seeds)), measure_latency=not args.no_latency, force=args.force,
         jit=args.jit, trust_code=args.trust_code, channels_first=args.channels_first, route=args.route,
-        quantize=args.quantize, calibration=args.calibration, profile=args.profile, progress=progress,
+        quantize=args.quantize, calibration=args.calibration, profile=args.profile, reference=args.reference,
+        progress=progress,
         dtype=args.dtype, max_shard_size=args.max_shard_size, weight_map_from=args.weight_map,
         max_cache_len=args.max_cache_len,
     )
@@ -413,7 +424,8 @@ def _parity(args: argparse.Namespace) -> int:
             sizes=sizes, atol=atol, rtol=rtol, tolerances=tolerances, stat=args.stat, topk=topk,
             localize=True if args.localize else (False if args.no_localize else None),
             baseline=args.baseline, baseline_margin=args.baseline_margin, generate=args.generate,
-            model=args.name or Path(args.converted).name, progress=progress,
+            model=args.name or Path(args.converted).name, progress=progress, reference=args.reference,
+            **({} if args.noise_factor is None else {"noise_factor": args.noise_factor}),
         ))
     if len(reports) == 1:
         write_reports(reports[0], json_path=args.json, markdown_path=args.markdown, junit_path=args.junit,

@@ -44,6 +44,7 @@ def convert(
     parity: bool = True,
     seeds: Sequence[int] = (0, 1, 2),
     profile: str = "fp32",
+    reference: str = "auto",
     measure_latency: bool = True,
     force: bool = False,
     jit: bool = False,
@@ -85,17 +86,22 @@ def convert(
     parity then includes greedy generation through `decode` (porttax.targets.llm_signatures).
     `weight_map_from` names the .keras porttax wrote when `source` is a copy
     Keras saved again (fine-tuned), which keeps the layers but not porttax's map.
+    `reference` ("auto", "float64", "none") is parity's float64 reference: by default each output is
+    judged against the error the source itself makes in float32 (porttax.parity.reference); "none"
+    keeps the profile's fixed threshold.
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
     still inspect the report (the CLI turns a failure into exit code 1).
     """
     from porttax import targets
+    from porttax.parity.reference import check_reference_mode
     from porttax.saving import check_output
     from porttax.sources import kind_of
 
     load = LoadOptions(example_inputs=example_inputs, input_shapes=input_shapes, input_dtypes=input_dtypes,
                        arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code)
     job = ConvertJob(source, output=output, load=load, parity=parity, seeds=tuple(seeds), profile=profile,
+                     reference=check_reference_mode(reference),
                      measure_latency=measure_latency, force=force, jit=jit, channels_first=channels_first,
                      dtype=dtype, max_shard_size=max_shard_size, weight_map_from=weight_map_from,
                      max_cache_len=max_cache_len, route=route, prefer=prefer, quantize=quantize,
@@ -181,7 +187,8 @@ def _build(job: ConvertJob) -> None:
     def build() -> None:
         with keras_dtype(src.float_dtype, src.weight_dtype):
             (job.model, job.log, job.layer_map), job.roads = build_keras(
-                src, route, seeds=job.seeds, profile=job.profile, progress=progress, prefer=job.prefer)
+                src, route, seeds=job.seeds, profile=job.profile, progress=progress, prefer=job.prefer,
+                reference=job.reference)
 
     build()
     if getattr(job.log, "rounded_weights", None):

@@ -40,6 +40,17 @@ PTE_OUTPUT_NAMES = "porttax_output_names"
 MAX_CONST_ELEMENTS = 1 << 20  # folded constants up to 4 MiB (float32) are kept for comparison
 
 
+def keras_layer_name(module_path: str) -> str:
+    """The Keras layer name for a source module path: `layer1.0.conv1` → `layer1-0-conv1`.
+
+    Keras' torch backend turns layer names into torch parameter names, which may not contain dots;
+    module paths are Python identifiers joined by dots and never contain "-", so the mapping is
+    readable and exactly reversible (`name.replace("-", ".")`) when layers are matched later — by the
+    converter's layer map, or by parity from names alone when a re-saved file has lost that map.
+    """
+    return module_path.replace(".", "-").replace("/", "-")
+
+
 @dataclass
 class Tap:
     """One module output. `kind`: "tensor" (computed by the converted model) or "const" (folded)."""

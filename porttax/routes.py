@@ -23,7 +23,7 @@ ROUTES = ("direct", "onnx", "auto")
 
 
 def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress,
-                prefer: str = "fastest") -> tuple[Any, list[Road]]:
+                prefer: str = "fastest", reference: str = "auto") -> tuple[Any, list[Road]]:
     """(model, log, layer_map) of the chosen road, and every road tried.
 
     `prefer` settles `auto` between roads of equal drift: "fastest" (by measured latency) or "first"
@@ -33,7 +33,7 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
     if route not in ROUTES:
         raise InputError(f"unknown route {route!r}", hint=f"use one of: {', '.join(ROUTES)}")
     if route != "auto":
-        road = _direct(src, progress) if route == "direct" else _via_onnx(src, seeds, profile, progress)
+        road = _direct(src, progress) if route == "direct" else _via_onnx(src, seeds, profile, progress, reference)
         if road.built is None:
             raise road.error  # type: ignore[attr-defined]
         road.chosen = True
@@ -41,11 +41,11 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
     roads = []
     for name in ("direct", "onnx"):
         try:
-            road = _direct(src, progress) if name == "direct" else _via_onnx(src, seeds, profile, progress)
+            road = _direct(src, progress) if name == "direct" else _via_onnx(src, seeds, profile, progress, reference)
         except PorttaxError as exc:  # a road that cannot even start is a road not converted
             road = Road(name, reason=_reason(exc))
         if road.built is not None:
-            _measure(road, src, seeds, profile, progress)
+            _measure(road, src, seeds, profile, progress, reference)
         roads.append(road)
     winner = _choose(roads, prefer)
     if winner is None:
@@ -81,7 +81,7 @@ def _reason(exc: Exception) -> str:
     return text[:400]
 
 
-def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Road:
+def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress, reference: str = "auto") -> Road:
     from porttax.converters.torch_to_keras.driver import convert_exported_program
     from porttax.sources.onnx_source import load_onnx_source
     from porttax.parity import KerasRunner, check_parity
@@ -107,13 +107,13 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress) 
             else:
                 export_onnx(src.program, src.example, path, name=src.name)
             hop = check_parity(_torch_runner(src), OnnxRunner(path, name=f"{src.name}.onnx"), src.specs,
-                               seeds=seeds, profile=profile)
+                               seeds=seeds, profile=profile, reference=reference)
             road.hops.append({"hop": "torch → ONNX", "rel_l2": hop.worst_rel_l2, "passed": bool(hop.passed)})
             progress.stage("converting ONNX to torch, then to Keras layers (onnx road)")
             onnx_src, _ = load_onnx_source(path)
             result = convert_exported_program(onnx_src.program, name=src.name, progress=progress.step)
             hop = check_parity(OnnxRunner(path, name=f"{src.name}.onnx"), KerasRunner(result.model, compiled=True),
-                               onnx_src.specs, seeds=seeds, profile=profile)
+                               onnx_src.specs, seeds=seeds, profile=profile, reference=reference)
             road.hops.append({"hop": "ONNX → Keras", "rel_l2": hop.worst_rel_l2, "passed": bool(hop.passed)})
         except PorttaxError as exc:  # the reason names the file, not the scratch folder it sat in
             road.reason, road.error = _reason(exc).replace(str(path), path.name), exc  # type: ignore[attr-defined]
@@ -130,15 +130,19 @@ def _built(road: Road, result: Any) -> None:
     road.transposes = log.transposes_inserted
 
 
-def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress: Progress) -> None:
+def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress: Progress,
+             reference: str = "auto") -> None:
     from porttax.parity import KerasRunner, check_parity, make_inputs
     from porttax.tax import time_call
 
     model = road.built[0]
     runner = KerasRunner(model, compiled=True, name=f"{model.name} ({road.road} road)")
     progress.stage(f"checking the {road.road} road against the source")
-    report = check_parity(_torch_runner(src), runner, src.specs, seeds=seeds, profile=profile)
+    report = check_parity(_torch_runner(src), runner, src.specs, seeds=seeds, profile=profile, reference=reference)
     road.drift_rel_l2 = report.worst_rel_l2
+    if (noise := report.worst_noise) is not None:
+        road.drift_vs_reference = max(o.noise.converted_error for c in report.cases for o in c.outputs if o.noise)
+        road.drift_ratio = noise.ratio if math.isfinite(noise.ratio) else None
     road.status = "passed" if report.passed else "failed parity"
     inputs = make_inputs(src.specs, 0)
     road.latency_ms = time_call(lambda: runner.run(inputs), budget_s=0.5)
@@ -146,12 +150,15 @@ def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress:
 
 def _choose(roads: list[Road], prefer: str = "fastest") -> Road | None:
     """Among passing roads (or, when none passes, all that converted): least drift, and within 2× of
-    the least, the fastest or the first."""
+    the least, the fastest or the first. Drift is each road's error against the float64 reference where
+    every road has one (the road nearer the exact result is the more faithful), else against the source."""
     built = [r for r in roads if r.built is not None]
     passing = [r for r in built if r.status == "passed"] or built
     if not passing:
         return None
-    drift = {id(r): r.drift_rel_l2 if r.drift_rel_l2 is not None else math.inf for r in passing}
+    exact = all(r.drift_vs_reference is not None for r in passing)
+    drift = {id(r): (r.drift_vs_reference if exact else r.drift_rel_l2) for r in passing}
+    drift = {k: v if v is not None else math.inf for k, v in drift.items()}
     best = min(drift.values())
     equals = [r for r in passing if drift[id(r)] <= 2 * best] or passing
     if prefer == "first":

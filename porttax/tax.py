@@ -29,6 +29,13 @@ class PortingTax:
     drift_rel_l2: float | None = None
     drift_max_abs: float | None = None
     top1_agreement: float | None = None
+    # against the float64 reference (porttax.parity.reference): the worst output's converted error, the
+    # source's own error there, and their ratio; None where the fixed rule judged (reference_note says why)
+    drift_vs_reference: float | None = None
+    source_error: float | None = None
+    source_error_dtype: str | None = None  # the dtype the source computed in ("float32")
+    drift_ratio: float | None = None
+    reference_note: str | None = None
     parity_passed: bool | None = None
     latency_source_ms: float | None = None
     latency_converted_ms: float | None = None
@@ -72,6 +79,11 @@ class PortingTax:
         if self.drift_rel_l2 is not None:
             top1 = f", top-1 agreement {100 * self.top1_agreement:.1f}%" if self.top1_agreement is not None else ""
             out.append(f"drift              ‖a−b‖/‖b‖ {self.drift_rel_l2:.2e}, max abs {self.drift_max_abs:.2e}{top1}")
+            if self.drift_ratio is not None:
+                out.append(f"  vs float64       {self.drift_vs_reference:.2e} ({self.drift_ratio:.1f}x the source's own "
+                           f"fp32 error {self.source_error:.2e})")
+            elif self.reference_note:
+                out.append(f"  judged by        the fixed tolerance ({self.reference_note})")
         if self.latency_ratio is not None:
             out.append(f"latency (CPU)      source {self.latency_source_ms:.2f} ms, converted "
                        f"{self.latency_converted_ms:.2f} ms ({self.latency_ratio:.2f}×)")
@@ -86,6 +98,10 @@ class PortingTax:
         if self.runtime_note:
             out.append(f"runtime            {self.runtime_note}")
         return out
+
+
+def _short(dtype: str | None) -> str:
+    return {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", None: "fp32"}.get(dtype, str(dtype))
 
 
 def _proc_mib(path: str, key: str) -> float | None:

@@ -111,6 +111,7 @@ class ConvertJob:
     parity: bool = True
     seeds: Sequence[int] = (0, 1, 2)
     profile: str = "fp32"
+    reference: str = "auto"  # float64 reference for parity: auto, float64 or none (porttax.parity.reference)
     measure_latency: bool = True
     force: bool = False
     jit: bool = False
@@ -133,7 +134,7 @@ class ConvertJob:
 
     def checks(self) -> dict[str, Any]:
         """The options every target's parity check and timing take, as keyword arguments."""
-        return {"parity": self.parity, "seeds": self.seeds, "profile": self.profile,
+        return {"parity": self.parity, "seeds": self.seeds, "profile": self.profile, "reference": self.reference,
                 "measure_latency": self.measure_latency, "force": self.force, "progress": self.progress}
 
     def with_roads(self, result: "ConversionResult") -> "ConversionResult":
@@ -191,6 +192,9 @@ class Road:
     coverage: str = ""
     transposes: int | None = None
     drift_rel_l2: float | None = None
+    # against the float64 reference: the converted error and its ratio to the source's own (None: fixed rule)
+    drift_vs_reference: float | None = None
+    drift_ratio: float | None = None
     latency_ms: float | None = None
     reason: str | None = None
     hops: list[dict[str, Any]] = field(default_factory=list)
@@ -205,6 +209,8 @@ class Road:
         if self.built is None:
             return f"{mark} {self.road:<7} not converted: {self.reason}"
         drift = f"‖a−b‖/‖b‖ {self.drift_rel_l2:.2e}" if self.drift_rel_l2 is not None else "drift not checked"
+        if self.drift_ratio is not None:
+            drift += f" ({self.drift_ratio:.1f}x the source's own error vs float64)"
         latency = f", {self.latency_ms:.2f} ms" if self.latency_ms is not None else ""
         hops = "".join(f"; {h['hop']} {h['rel_l2']:.2e}" for h in self.hops)
         transposes = f", {self.transposes} transposes added" if self.transposes is not None else ""

@@ -16,7 +16,7 @@ import pytest
 import porttax
 from porttax import models
 from porttax._frameworks import import_keras, import_tf, import_torch, import_torchvision
-from porttax.converters.torch_to_keras.context import keras_layer_name
+from porttax.layer_map import keras_layer_name
 
 torch = import_torch()
 SEEDS = (0, 1, 2)

@@ -148,7 +148,7 @@ def _reject_constant(name: str) -> None:
 def test_json_is_strict_even_with_inf_max_rel() -> None:
     report = failing_report()
     data = json.loads(to_json(report), parse_constant=_reject_constant)
-    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
     assert data["cases"][1]["outputs"][1]["metrics"]["max_rel"] == "inf"
     assert data["first_divergent"] == FIRST
     assert data["localization"]["layers"][3]["name"] == FIRST
@@ -234,7 +234,7 @@ def test_junit_failure_carries_reason_metrics_and_first_layer() -> None:
     xml = to_junit(failing_report())
     root = ET.fromstring(xml)
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
-    assert props["first_divergent"] == FIRST and props["profile"] == "fp32" and props["schema_version"] == "1.1"
+    assert props["first_divergent"] == FIRST and props["profile"] == "fp32" and props["schema_version"] == "1.2"
     logits = next(tc for tc in root.iter("testcase") if tc.get("name") == "seed=1 / logits")
     failure = logits.find("failure")
     assert failure.get("type") == "parity" and failure.get("message").startswith("rel_l2 ")

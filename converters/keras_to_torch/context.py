@@ -41,7 +41,7 @@ def module_path(layer_name: str, porttax_names: bool) -> str:
     """The torch module path for a Keras layer name.
 
     Layers porttax itself named after torch modules (`layers-0-mlp`, see
-    torch_to_keras.context.keras_layer_name) map back to the nested path `layers.0.mlp`, so a round
+    porttax.layer_map.keras_layer_name) map back to the nested path `layers.0.mlp`, so a round
     trip restores the original state_dict keys. Any other name keeps its readable form with the
     characters a module name cannot hold replaced by `_`.
     """

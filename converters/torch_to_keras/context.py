@@ -21,18 +21,9 @@ from porttax.converters.mapping_log import LayerRecord, MappingLog, WeightPort
 from porttax.converters.transforms import Identity, Transform, Transpose
 from porttax.dtype_policy import HALF_DTYPES, exactly_representable, is_narrowing, stores_narrower
 from porttax.errors import UnsupportedError
+from porttax.layer_map import keras_layer_name  # the naming rule lives in the base: parity matches by it too
 
 Perm = tuple[int, ...] | None
-
-
-def keras_layer_name(module_path: str) -> str:
-    """The Keras layer name for a source module path: `layer1.0.conv1` → `layer1-0-conv1`.
-
-    Keras' torch backend turns layer names into torch parameter names, which may not contain dots;
-    module paths are Python identifiers joined by dots and never contain "-", so the mapping is
-    readable and exactly reversible (`name.replace("-", ".")`) when layers are matched later.
-    """
-    return module_path.replace(".", "-").replace("/", "-")
 
 
 def channels_last(rank: int) -> tuple[int, ...]:

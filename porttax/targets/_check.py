@@ -9,6 +9,7 @@ output the same way.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,7 +54,7 @@ def check_artifact(job: ConvertJob, tmp: Path, tax: PortingTax, runner: Callable
     if not (job.parity or job.measure_latency):
         return None, None
     loaded = runner()
-    report = run_parity(job.src, loaded, job.seeds, job.profile, job.progress) if job.parity else None
+    report = run_parity(job.src, loaded, job.seeds, job.profile, job.progress, job.reference) if job.parity else None
     if job.measure_latency:
         time_both(job.src, loaded, tax, job.progress)
     return report, loaded
@@ -63,7 +64,7 @@ def check_in_memory(job: ConvertJob, tax: PortingTax, runner: Any) -> Any:
     """`check_artifact` for a model that stays in memory (no output path): the parity report or None."""
     tax.conversion_seconds = time.perf_counter() - job.t0
     tax.peak_rss_mb = peak_rss_mb()
-    report = run_parity(job.src, runner, job.seeds, job.profile, job.progress) if job.parity else None
+    report = run_parity(job.src, runner, job.seeds, job.profile, job.progress, job.reference) if job.parity else None
     if job.measure_latency:
         time_both(job.src, runner, tax, job.progress)
     return report
@@ -87,7 +88,8 @@ def finish(job: ConvertJob, output: Path | None, tax: PortingTax, report: Any, *
                                            layer_map=job.layer_map, **extra))
 
 
-def run_parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress) -> Any:
+def run_parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progress: Progress,
+               reference: str = "auto") -> Any:
     """Parity of `runner` against the source over `seeds`. On the Keras → torch road the layer map sits
     on the converted (torch) side; the Keras source reads its half of each tap from it."""
     from porttax.parity import check_parity
@@ -98,7 +100,7 @@ def run_parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progre
     source = source_runner(src)
     if isinstance(src, KerasSource):
         source.layer_map = getattr(runner, "layer_map", None)
-    return check_parity(source, runner, src.specs, seeds=seeds, profile=profile)
+    return check_parity(source, runner, src.specs, seeds=seeds, profile=profile, reference=reference)
 
 
 def time_both(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> None:
@@ -127,3 +129,11 @@ def fill_drift(tax: PortingTax, report: Any) -> None:
     # top-1 agreement over every case and output: the share of decisions the port keeps
     top1 = sum(agreements) / len(agreements) if agreements else None
     tax.drift_rel_l2, tax.drift_max_abs, tax.top1_agreement = worst, max_abs, top1
+    noise = report.worst_noise
+    if noise is not None:
+        ratio = noise.ratio
+        tax.drift_vs_reference, tax.source_error = noise.converted_error, noise.source_error
+        tax.source_error_dtype = noise.source_dtype
+        tax.drift_ratio = ratio if math.isfinite(ratio) else None
+    if report.reference is not None and report.reference.used is None:
+        tax.reference_note = report.reference.note

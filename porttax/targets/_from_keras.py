@@ -62,7 +62,7 @@ def convert_keras(job: ConvertJob, fmt: TorchFormat) -> ConversionResult:
         tax.conversion_seconds = time.perf_counter() - t0
         tax.peak_rss_mb = peak_rss_mb()
         converted = with_layout(torch_runner(module, src, result), result)
-        report = run_parity(src, converted, job.seeds, job.profile, progress) if job.parity else None
+        report = run_parity(src, converted, job.seeds, job.profile, progress, job.reference) if job.parity else None
         if job.measure_latency:
             time_both(src, converted, tax, progress)
     else:
@@ -77,7 +77,7 @@ def convert_keras(job: ConvertJob, fmt: TorchFormat) -> ConversionResult:
             converted = with_layout(reloaded, result)
             if hasattr(written, "note"):  # a lowered program says which runtime runs it
                 tax.runtime_note = written.note()
-            report = run_parity(src, converted, job.seeds, job.profile, progress) if job.parity else None
+            report = run_parity(src, converted, job.seeds, job.profile, progress, job.reference) if job.parity else None
             if job.measure_latency:
                 time_both(src, converted, tax, progress)
         final = Path(output)

@@ -51,7 +51,7 @@ def parse_shard_size(text: str) -> int:
 def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str | None = None,
                                 max_shard_bytes: int = DEFAULT_SHARD_BYTES, weight_map_from: str | Path | None = None,
                                 trust_code: bool = False,
-                                parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32",
+                                parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", reference: str = "auto",
                                 measure_latency: bool = True, force: bool = False,
                                 progress: Progress | None = None) -> Any:
     from porttax._frameworks import import_keras, import_torch
@@ -105,7 +105,7 @@ def convert_keras_to_checkpoint(source: Any, *, output: str | Path, dtype: str |
             from porttax.targets._check import run_parity, time_both
 
             runner = folder_runner(tmp, weight_map, [s.name for s in src.specs], name=Path(output).name)
-            report = run_parity(src, runner, seeds, profile, progress) if parity else None
+            report = run_parity(src, runner, seeds, profile, progress, reference) if parity else None
             if measure_latency:
                 time_both(src, runner, tax, progress)
     conv = ConversionResult("safetensors", Path(output), src.model, log, report, tax, src)

@@ -101,7 +101,7 @@ def static_program(program: Any, example: Sequence[Any]) -> Any:
 
 
 def convert_torch_to_executorch(src: Any, *, output: str | Path, parity: bool = True,
-                                seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32",
+                                seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", reference: str = "auto",
                                 measure_latency: bool = True, force: bool = False,
                                 progress: Progress | None = None, t0: float | None = None) -> Any:
     """Write `src.program` as a `.pte`, then prove the written file against the source."""
@@ -128,7 +128,7 @@ def convert_torch_to_executorch(src: Any, *, output: str | Path, parity: bool = 
         tax.runtime_note = lowered.note()
         runner = ExecuTorchRunner(tmp, name=f"{src.name}.pte")
         tax.load_ms = runner.load_ms
-        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
+        report = _check.run_parity(src, runner, seeds, profile, progress, reference) if parity else None
         if measure_latency:
             _check.time_both(src, runner, tax, progress)
     if report is not None:

@@ -94,7 +94,7 @@ def external_files_of_tmp(final: Path) -> list[Path]:
 
 
 def convert_torch_to_onnx(src: Any, *, output: str | Path, parity: bool = True, seeds: Sequence[int] = (0, 1, 2),
-                          profile: str = "fp32", measure_latency: bool = True, force: bool = False,
+                          profile: str = "fp32", reference: str = "auto", measure_latency: bool = True, force: bool = False,
                           progress: Progress | None = None, t0: float | None = None) -> Any:
     """Export a loaded TorchSource to `output` (.onnx), with parity against onnxruntime on the written file."""
     from porttax.targets import _check
@@ -122,7 +122,7 @@ def convert_torch_to_onnx(src: Any, *, output: str | Path, parity: bool = True, 
             tax.peak_rss_mb = peak_rss_mb()
             tax.output_bytes = size_on_disk(tmp) + sum(size_on_disk(tmp.parent / n) for n in external_files(model))
             runner = OnnxRunner(tmp, name=f"{src.name}.onnx")
-            report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
+            report = _check.run_parity(src, runner, seeds, profile, progress, reference) if parity else None
             if measure_latency:
                 _check.time_both(src, runner, tax, progress)
             del runner  # onnxruntime maps the data file; let go of it before it moves

@@ -53,7 +53,7 @@ def run_onnx2tf(onnx_path: Path, out_dir: Path, *, name: str = "model") -> None:
 
 
 def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, seeds: Sequence[int] = (0, 1, 2),
-                        profile: str = "fp32", measure_latency: bool = True, force: bool = False,
+                        profile: str = "fp32", reference: str = "auto", measure_latency: bool = True, force: bool = False,
                         progress: Progress | None = None, t0: float | None = None) -> Any:
     from porttax.targets import _check
     from porttax.types import ConversionResult
@@ -78,7 +78,7 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
             export_onnx(src.program, src.example, onnx_path, name=src.name)
             onnx_runner = OnnxRunner(onnx_path, name=f"{src.name}.onnx")
             if parity:
-                hops.append(_hop("torch → ONNX", _check.source_runner(src), onnx_runner, src, seeds, profile))
+                hops.append(_hop("torch → ONNX", _check.source_runner(src), onnx_runner, src, seeds, profile, reference))
         with atomic_output(output, force=force) as tmp:
             progress.stage(f"converting ONNX with onnx2tf to {output}")
             staging = Path(folder) / "saved_model"
@@ -89,8 +89,8 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
             tax.output_bytes = size_on_disk(tmp)
             runner = SavedModelRunner(tmp, name=f"{src.name} (onnx2tf SavedModel)")
             if parity and src.origin != "onnx":
-                hops.append(_hop("ONNX → SavedModel", onnx_runner, runner, src, seeds, profile))
-            report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
+                hops.append(_hop("ONNX → SavedModel", onnx_runner, runner, src, seeds, profile, reference))
+            report = _check.run_parity(src, runner, seeds, profile, progress, reference) if parity else None
             if measure_latency:
                 _check.time_both(src, runner, tax, progress)
     road = Road("onnx2tf", status="passed" if report is None or report.passed else "failed parity",
@@ -103,8 +103,9 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
                                        roads=[road.to_dict()], roads_text=[road.line()])
 
 
-def _hop(label: str, reference: Any, converted: Any, src: Any, seeds: Sequence[int], profile: str) -> dict[str, Any]:
+def _hop(label: str, before: Any, converted: Any, src: Any, seeds: Sequence[int], profile: str,
+         reference: str = "auto") -> dict[str, Any]:
     """Drift of one step of the road, so a report shows which step lost precision."""
     from porttax.parity import check_parity
-    report = check_parity(reference, converted, src.specs, seeds=seeds, profile=profile)
+    report = check_parity(before, converted, src.specs, seeds=seeds, profile=profile, reference=reference)
     return {"hop": label, "rel_l2": report.worst_rel_l2, "passed": bool(report.passed)}

@@ -115,7 +115,7 @@ def _finish(tax: PortingTax, runner: Any, report_fn: Any, latency_fn: Any, measu
 
 
 def convert_keras_to_tfjs(model: Any, layer_map: Any, src: Any, log: Any, *, output: str | Path,
-                          parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32",
+                          parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", reference: str = "auto",
                           measure_latency: bool = True, force: bool = False, progress: Progress | None = None,
                           t0: float | None = None) -> Any:
     """PyTorch / ONNX road: the Keras model porttax built → SavedModel → TF.js graph model, checked
@@ -142,7 +142,7 @@ def convert_keras_to_tfjs(model: Any, layer_map: Any, src: Any, log: Any, *, out
         tax.output_bytes = size_on_disk(tmp)
         runner = _tfjs_runner(tmp, f"{src.name} (TF.js)", progress, final)
         report = _finish(tax, runner,
-                         lambda r: _check.run_parity(src, r, seeds, profile, progress) if parity else None,
+                         lambda r: _check.run_parity(src, r, seeds, profile, progress, reference) if parity else None,
                          lambda r: _check.time_both(src, r, tax, progress), measure_latency, tmp, final)
     if report is not None:
         _check.fill_drift(tax, report)
@@ -161,7 +161,7 @@ def _convert_stage(savedmodel: Path, tmp: Path, final: Path, name: str, progress
 
 
 def convert_keras_source_to_tfjs(source: Any, *, output: str | Path, trust_code: bool = False, parity: bool = True,
-                                 seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32",
+                                 seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", reference: str = "auto",
                                  measure_latency: bool = True, force: bool = False,
                                  progress: Progress | None = None) -> Any:
     """Keras road: a `.keras`/`.h5` model written as a SavedModel by Keras, or a SavedModel directory as
@@ -179,7 +179,7 @@ def convert_keras_source_to_tfjs(source: Any, *, output: str | Path, trust_code:
     import_keras()
     t0 = time.perf_counter()
     progress.stage(f"loading {source if isinstance(source, (str, Path)) else type(source).__name__}")
-    src, reference = _keras_reference(source, trust_code)
+    src, source_side = _keras_reference(source, trust_code)
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     what = "Keras model" if src.model is not None else "SavedModel (a bare graph)"
     progress.stage(f"read {what} {src.name!r}: {sig}")
@@ -205,7 +205,7 @@ def convert_keras_source_to_tfjs(source: Any, *, output: str | Path, trust_code:
             if not parity:
                 return None
             progress.stage(f"checking parity over {len(seeds)} seed(s), profile {profile}")
-            return check_parity(reference, r, src.specs, seeds=seeds, profile=profile)
+            return check_parity(source_side, r, src.specs, seeds=seeds, profile=profile, reference=reference)
 
         def latency(r: Any) -> None:
             from porttax.parity import make_inputs
@@ -213,7 +213,7 @@ def convert_keras_source_to_tfjs(source: Any, *, output: str | Path, trust_code:
 
             progress.stage("timing source (TensorFlow) and converted (TF.js in Node) model on CPU")
             inputs = make_inputs(src.specs, 0)
-            tax.latency_source_ms = time_call(lambda: reference.run(inputs))
+            tax.latency_source_ms = time_call(lambda: source_side.run(inputs))
             tax.latency_converted_ms = time_call(lambda: r.run(inputs))
 
         report = _finish(tax, runner, check, latency, measure_latency, tmp, final)

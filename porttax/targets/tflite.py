@@ -99,7 +99,7 @@ def calibration_cases(specs: Sequence[Any], path: str | Path | None, count: int 
 
 
 def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, output: str | Path,
-                            parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32",
+                            parity: bool = True, seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", reference: str = "auto",
                             measure_latency: bool = True, force: bool = False, progress: Progress | None = None,
                             t0: float | None = None, quantize: str | None = None,
                             calibration: str | Path | None = None) -> Any:
@@ -148,7 +148,7 @@ def convert_keras_to_tflite(model: Any, layer_map: Any, src: Any, log: Any, *, o
             raise UnsupportedError(exc.message, path=str(output), hint=exc.hint) from None
         tax.load_ms = runner.load_ms
         tax.runtime_note = f"LiteRT runs it with {'the XNNPACK delegate' if runner.delegate == 'xnnpack' else 'its builtin kernels'}"
-        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
+        report = _check.run_parity(src, runner, seeds, profile, progress, reference) if parity else None
         if measure_latency:
             _check.time_both(src, runner, tax, progress)
     if report is not None:

@@ -99,7 +99,7 @@ def write_torch_weights(state_dict: dict, path: Path, fmt: str, metadata: dict[s
 
 
 def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: bool = True,
-                          seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", measure_latency: bool = True,
+                          seeds: Sequence[int] = (0, 1, 2), profile: str = "fp32", reference: str = "auto", measure_latency: bool = True,
                           force: bool = False, progress: Progress | None = None, t0: float | None = None) -> Any:
     """Write the converted module as `.pt2`, with parity of the reloaded archive against onnxruntime."""
     from porttax.targets import _check
@@ -125,7 +125,7 @@ def convert_onnx_to_torch(src: Any, log: Any, *, output: str | Path, parity: boo
         tax.peak_rss_mb = peak_rss_mb()
         tax.output_bytes = size_on_disk(tmp)
         runner = TorchRunner(torch.export.load(str(tmp)), [s.name for s in src.specs], name=f"{src.name}.pt2")
-        report = _check.run_parity(src, runner, seeds, profile, progress) if parity else None
+        report = _check.run_parity(src, runner, seeds, profile, progress, reference) if parity else None
         if measure_latency:
             _check.time_both(src, runner, tax, progress)
     if report is not None:
