@@ -49,6 +49,8 @@ def build(name: str, seed: int, size: int):
     g = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():  # torchvision starts every norm at gamma 1, beta 0: random weights are random there too
         for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and not m.weight.any():  # ViT's head starts at zero: output 0
+                torch.nn.init.normal_(m.weight, std=m.in_features ** -0.5, generator=g)
             if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm)) and m.weight is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)

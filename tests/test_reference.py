@@ -281,3 +281,25 @@ def test_a_float64_copy_that_would_not_fit_is_estimated_and_not_tried_unless_for
     assert wide is not None and wide.run({"x": np.zeros((2, 6), np.float32)})[0].dtype == np.float64
     report = check_parity(runner, TorchRunner(_mlp(), ["x"], specs=SPECS), SPECS)
     assert report.passed and report.reference.used is None and "fixed tolerance" in report.reference.note
+
+
+class _RoundsThroughBfloat16(torch.nn.Module):
+    """Rounds its activations to bfloat16 on purpose (as fake-quantised models do): widened to
+    float64, that step disappears, so the "reference" computes another function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 8)
+
+    def forward(self, x):
+        return self.lin(x).to(torch.bfloat16).to(torch.float32)
+
+
+def test_a_reference_that_disagrees_with_the_source_is_not_trusted() -> None:
+    torch.manual_seed(0)
+    module = _RoundsThroughBfloat16().eval()
+    program = torch.export.export(module, (torch.zeros(2, 6),))
+    report = check_parity(TorchRunner(program, ["x"], specs=SPECS), TorchRunner(module, ["x"], specs=SPECS), SPECS)
+    assert report.passed and report.reference.used is None
+    assert "disagrees with the source itself" in report.reference.note, report.reference.note
+    assert all(o.rule == "fixed" for c in report.cases for o in c.outputs)
