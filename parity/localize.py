@@ -100,22 +100,27 @@ def localize(
 
 
 def _match_by_names(source: Runner, converted: Runner, inputs: Mapping[str, np.ndarray]) -> tuple:
-    """(layer map rebuilt from names or None, the source's captured values, why not) for a Keras model
-    that lost its map; the rebuilt map is set on the runner so its capture can use it."""
+    """(layer map rebuilt from names or None, the source's captured values or None, why not) when the
+    converted model lost its map: a Keras model from PyTorch, or a torch program from Keras, re-saved.
+    The rebuilt map goes on the Keras side's runner (its capture reads taps from it) and the converted one."""
     from porttax.parity.rematch import layer_map_from_names, module_sizes
 
-    model = getattr(converted, "model", None)
-    if model is None or converted.framework != "keras" or source.framework != "torch":
-        return None, None, "porttax matches layers by name only for a Keras model converted from PyTorch"
+    sides = {source.framework: source, converted.framework: converted}
+    keras_side, torch_side = sides.get("keras"), sides.get("torch")
+    if keras_side is None or torch_side is None or getattr(keras_side, "model", None) is None:
+        return None, None, "porttax matches layers by name only between a Keras model and a PyTorch one"
     try:
-        want = source.capture(inputs)
+        torch_values = torch_side.capture(inputs)
     except Exception as exc:
-        return None, None, f"the source's layer outputs could not be captured ({type(exc).__name__})"
-    if not want:
-        return None, None, "the source exposes no layer outputs"
-    module = getattr(source, "module", None)
-    rebuilt = layer_map_from_names(model, want, module_sizes(module) if module is not None else None)
+        return None, None, f"the PyTorch side's layer outputs could not be captured ({type(exc).__name__})"
+    if not torch_values:
+        return None, None, "the PyTorch side exposes no layer outputs"
+    module = getattr(torch_side, "module", None)
+    rebuilt = layer_map_from_names(keras_side.model, torch_values, module_sizes(module) if module is not None else None)
     if not rebuilt.taps:
-        return None, None, "none of its layer names follows porttax's naming of the source's modules"
+        return None, None, "none of its layer names follows porttax's naming of the other side's modules"
+    keras_side.layer_map = rebuilt
     converted.layer_map = rebuilt
-    return rebuilt, want, ""
+    if getattr(keras_side, "_tap_model", None) is not None:
+        keras_side._tap_model = None  # built for an earlier map
+    return rebuilt, (torch_values if torch_side is source else None), ""

@@ -35,8 +35,8 @@ def candidates(model: Any, kind: str) -> list[Any]:
             out.append(layer)
         elif kind == "epsilon" and hasattr(layer, "epsilon") and isinstance(getattr(layer, "epsilon"), float):
             out.append(layer)
-        elif kind == "bias" and any(n in names and np.any(names[n].numpy() != 0) for n in ("bias", "beta")):
-            out.append(layer)  # a bias that is zero already cannot be dropped
+        elif kind == "bias" and any(n in names and _matters(names[n]) for n in ("bias", "beta")):
+            out.append(layer)  # a bias that is (nearly) zero already cannot be dropped
         elif kind == "transpose" and "kernel" in names:
             shape = tuple(names["kernel"].shape)
             if len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] > 1:
@@ -64,7 +64,7 @@ def plant(model: Any, kind: str, rng: np.random.Generator, *, scale: float = 1.0
         return Planted(kind, layer.name, f"epsilon {before:g} -> {after:g}", undo_eps)
     weights = {w.path.rsplit("/", 1)[-1]: w for w in layer.weights}
     wanted = ("kernel", "embeddings") if kind in ("scale", "transpose") else ("bias", "beta")
-    var = next(weights[n] for n in wanted if n in weights and (kind != "bias" or np.any(weights[n].numpy() != 0)))
+    var = next(weights[n] for n in wanted if n in weights and (kind != "bias" or _matters(weights[n])))
     before = np.array(var.numpy())
     if kind == "scale":
         after, detail = before * scale, f"{var.path} x {scale:g}"
@@ -74,6 +74,11 @@ def plant(model: Any, kind: str, rng: np.random.Generator, *, scale: float = 1.0
         after, detail = np.swapaxes(before, -1, -2).copy(), f"{var.path} transposed {tuple(before.shape)}"
     var.assign(after)
     return Planted(kind, layer.name, detail, lambda: var.assign(before))
+
+
+def _matters(variable: Any) -> bool:
+    """A bias whose loss changes anything: not all within 1e-4 of zero (initialisers use 1e-6)."""
+    return bool(np.max(np.abs(np.asarray(variable.numpy())), initial=0.0) > 1e-4)
 
 
 def _walk(model: Any) -> list[Any]:

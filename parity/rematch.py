@@ -5,7 +5,9 @@ writes its own zip and the `porttax/layer_map.json` entry is gone. What survives
 layers: porttax names every Keras layer after the source module it came from
 (`porttax.layer_map.keras_layer_name`), the layer keeps its weights' sizes, and its output's shape is
 the module's output in the source layout or in channels-last. A source module output is matched with
-the same-named Keras layer when all three agree; anything ambiguous (a module called more than once,
+the same-named Keras layer when all three agree. The reverse road is the same match seen from the other
+side: a `.pt2` porttax wrote from a Keras model and the user saved again with `torch.export.save` keeps
+module paths named after the Keras layers, and loses only the map. Anything ambiguous (a module called more than once,
 a layer whose weights or shape disagree) is left unmatched rather than guessed.
 """
 
@@ -28,12 +30,15 @@ def layer_map_from_names(model: Any, source_values: Mapping[str, np.ndarray],
     captured module outputs (tap key → array, in execution order), `source_sizes` the element count
     of each module's parameters and buffers when known."""
     ops = {op.name: op for op in getattr(model, "operations", [])}
+    # the Keras → torch road names modules after layers: dashes back to dots for porttax's own names,
+    # anything else made an identifier (porttax.converters.keras_to_torch.context.module_path)
+    by_path = {_identifier(name): op for name, op in ops.items()}
     taps = []
     for order, (key, value) in enumerate(source_values.items()):
         path, _, index = key.rpartition("#")
         if not path or not index.isdigit() or "@" in path:
             continue  # a shared module's later calls: which Keras node carries which is not recorded
-        op = ops.get(keras_layer_name(path))
+        op = ops.get(keras_layer_name(path)) or by_path.get(path)
         nodes = getattr(op, "_inbound_nodes", None) if op is not None else None
         if not nodes or len(nodes) != 1 or int(index) >= len(nodes[0].output_tensors):
             continue
@@ -46,6 +51,10 @@ def layer_map_from_names(model: Any, source_values: Mapping[str, np.ndarray],
         taps.append(Tap(key, path, type(op).__name__, order, operation=op.name, tensor_index=int(index),
                         perm=list(perm) if perm else None, shape=list(np.shape(value))))
     return LayerMap(taps)
+
+
+def _identifier(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
 
 
 def module_sizes(module: Any) -> dict[str, int]:

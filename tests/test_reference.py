@@ -303,3 +303,37 @@ def test_a_reference_that_disagrees_with_the_source_is_not_trusted() -> None:
     assert report.passed and report.reference.used is None
     assert "disagrees with the source itself" in report.reference.note, report.reference.note
     assert all(o.rule == "fixed" for c in report.cases for o in c.outputs)
+
+
+def test_a_pt2_from_keras_resaved_after_a_weight_edit_is_still_localised(tmp_path: Path) -> None:
+    """The reverse road: porttax's .pt2 of a Keras model, edited and saved with plain
+    `torch.export.save` (its layer map is gone); the edited module is still named."""
+    import porttax
+    from porttax.parity.open import open_pair
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inp)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.Activation("relu", name="stem_relu")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="body")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inp, keras.layers.Dense(5, name="head")(x))
+    source = tmp_path / "m.keras"
+    model.save(str(source))
+    pt2 = tmp_path / "m.pt2"
+    porttax.convert(str(source), to="torch", output=str(pt2), measure_latency=False)
+    program = torch.export.load(str(pt2))
+    key = next(k for k in program.state_dict if k.startswith("body") and k.endswith("weight"))
+    with torch.no_grad():
+        program.state_dict[key].mul_(1.02)
+    edited = tmp_path / "edited.pt2"
+    torch.export.save(program, str(edited))  # no porttax extra file: the map is gone
+    src, conv = open_pair(str(source), str(edited))
+    report = check_parity(src, conv, seeds=(0,), localize=True)
+    assert not report.passed
+    loc = report.localization
+    assert loc.matched_by == "layer names", loc.note
+    first = next(lay for lay in loc.layers if not lay.passed)
+    assert first.target == "body", [(lay.name, lay.target, lay.passed) for lay in loc.layers]
