@@ -238,7 +238,7 @@ def test_json_is_strict_and_round_trips() -> None:
     text = to_json(REPORT)
     assert text.endswith("}\n")
     data = json.loads(text, parse_constant=_reject_constant)
-    assert data["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
     assert [m["model"] for m in data["models"]] == MODELS
     worst = data["models"][MODELS.index("exploding.keras")]
     assert worst["drift_rel_l2"] == "inf" and worst["drift_max_abs"] == "nan"

@@ -106,6 +106,7 @@ def _convert(row: AuditRow, path: Path, target: str, output: Path, insp: Any, op
     if not result.passed:
         row.reason = result.parity.summary_line() if result.parity is not None else "parity failed"
     row.drift_rel_l2, row.drift_max_abs, row.top1_agreement = tax.drift_rel_l2, tax.drift_max_abs, tax.top1_agreement
+    row.drift_ratio = tax.drift_ratio
     row.first_diverging_layer = result.parity.first_divergent if result.parity is not None else None
     row.transposes_inserted = tax.transposes_inserted if insp.framework != "keras" else None
     row.converted_bytes = tax.output_bytes if tax.output_bytes is not None else (

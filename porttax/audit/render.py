@@ -132,7 +132,7 @@ def to_json(report: AuditReport) -> str:
 
 # Number fields that may hold "inf"/"-inf"/"nan" strings in our JSON; only these are turned back into
 # floats, so a model or op that happens to be called "nan" stays a string.
-_ROW_FLOATS = ("drift_rel_l2", "drift_max_abs", "top1_agreement", "effort_hours")
+_ROW_FLOATS = ("drift_rel_l2", "drift_max_abs", "drift_ratio", "top1_agreement", "effort_hours")
 _ROAD_FLOATS = ("drift_rel_l2", "latency_ms")
 
 
@@ -176,7 +176,7 @@ _CSV: list[tuple[str, Callable[[AuditRow], Any]]] = [
     *((name, _attr(name)) for name in (
         "model", "format", "direction", "status", "reason", "road", "layer_coverage", "param_coverage",
         "layers_total", "layers_covered", "params_total", "params_covered", "drift_rel_l2", "drift_max_abs",
-        "top1_agreement", "first_diverging_layer", "transposes_inserted", "source_bytes", "converted_bytes",
+        "drift_ratio", "top1_agreement", "first_diverging_layer", "transposes_inserted", "source_bytes", "converted_bytes",
         "size_ratio")),
     ("latency_ratio", lambda row: row.measurements.latency_ratio),
     ("memory_ratio", lambda row: row.measurements.memory_ratio),
@@ -433,6 +433,7 @@ _HTML_COLUMNS: list[_HtmlColumn] = [
     ("layer_coverage", "layers", "num", _attr("layer_coverage"), lambda r: _pct(r.layer_coverage)),
     ("param_coverage", "params", "num", _attr("param_coverage"), lambda r: _pct(r.param_coverage)),
     ("drift_rel_l2", "drift ‖a−b‖/‖b‖", "num", _attr("drift_rel_l2"), lambda r: _sci(r.drift_rel_l2)),
+    ("drift_ratio", "× source's own error", "num", _attr("drift_ratio"), lambda r: _ratio(r.drift_ratio)),
     ("first_diverging_layer", "first diverging layer", "text", lambda r: r.first_diverging_layer or "",
      lambda r: f"<code>{_e(r.first_diverging_layer)}</code>" if r.first_diverging_layer else "—"),
     ("latency_ratio", "speed", "num", lambda r: r.measurements.latency_ratio,

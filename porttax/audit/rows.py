@@ -14,7 +14,7 @@ from typing import Any
 
 # Bump the major part when a field changes meaning or disappears, the minor part when fields are added.
 # docs/audit-report.md documents every field of this version.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: drift_ratio (the float64 reference, docs/audit-report.md)
 
 # A model's verdict, worst last. `converted`: a road converted it and parity passed. `drifted`: it
 # converted, but no road held parity. `unsupported`: no road can take it without manual work (ops named
@@ -108,6 +108,8 @@ class AuditRow:
     dtypes: dict[str, int] = field(default_factory=dict)  # parameter count per dtype
     drift_rel_l2: float | None = None  # worst ‖a−b‖/‖b‖ over cases and outputs
     drift_max_abs: float | None = None
+    # the converted model's error against the float64 reference over the source's own (None: fixed rule)
+    drift_ratio: float | None = None
     top1_agreement: float | None = None  # for logits-like outputs
     first_diverging_layer: str | None = None
     transposes_inserted: int | None = None
