@@ -69,10 +69,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="input shape, e.g. 1,3,224,224; repeat for several inputs")
     c.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help="input dtype (float32, int64, ...); repeat per input")
-    c.add_argument("--route", choices=["direct", "onnx", "onnx2tf", "auto"], default="direct",
-                   help="PyTorch/ONNX → Keras/SavedModel road: direct op mapping (default), through ONNX with "
-                   "porttax's registry, through ONNX with onnx2tf (SavedModel only), or auto (direct and onnx "
-                   "tried and checked; the one with least drift, then the fastest, kept)")
+    c.add_argument("--route", choices=["fallback", "direct", "onnx", "onnx2tf", "auto"], default="fallback",
+                   help="PyTorch → Keras/SavedModel road: fallback (default: direct op mapping, and through ONNX "
+                   "only where the direct road has no converter for an op), direct (never ONNX), through ONNX "
+                   "with porttax's registry, through ONNX with onnx2tf (SavedModel only), or auto (direct and "
+                   "onnx tried and checked; the one with least drift, then the fastest, kept)")
     c.add_argument("--jit", action="store_true",
                    help="compile the SavedModel's serving function with XLA (faster for small models; "
                    "TF Serving then needs --xla_cpu_compilation_enabled=true)")
@@ -323,7 +324,7 @@ def _convert(args: argparse.Namespace) -> int:
         print("porting tax:")
         for line in result.tax.lines():
             print(f"  {line}")
-        if result.roads_text and (len(result.roads_text) > 1 or args.route != "direct"):
+        if result.roads_text and (len(result.roads_text) > 1 or args.route not in ("direct", "fallback")):
             print("roads tried (* kept):")
             for line in result.roads_text:
                 print(f"  {line}")

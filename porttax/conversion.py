@@ -54,7 +54,7 @@ def convert(
     max_shard_size: str | int | None = None,
     weight_map_from: str | Path | None = None,
     max_cache_len: int | None = None,
-    route: str = "direct",
+    route: str = "fallback",
     prefer: str = "fastest",
     quantize: str | None = None,
     calibration: str | Path | None = None,
@@ -74,8 +74,9 @@ def convert(
     `quantize` "dynamic" or "int8" (calibrated on `calibration`, an .npz, or 32 seeded inputs).
     `to="tfjs"` a TensorFlow.js graph-model folder, from that SavedModel (or a Keras source's own) by the
     official converter in its own environment, checked in Node.js (see porttax.targets.tfjs).
-    `route` picks the road to Keras: "direct", "onnx" (through torch.onnx.export and porttax's ONNX
-    registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
+    `route` picks the road to Keras: "fallback" (the default: direct, and the ONNX road only where the
+    direct one has no converter for an op), "direct", "onnx" (through torch.onnx.export and porttax's
+    ONNX registry) or "auto" (both, checked, the best kept; see porttax.routes); `prefer` breaks ties
     between roads of equal drift: "fastest" or "first" (deterministic, for audits).
     `jit=True` compiles a SavedModel's serving function with XLA (see porttax.targets.savedmodel.write_savedmodel).
     A `.keras` porttax converted from a checkpoint goes back to the checkpoint's own layout with
@@ -179,7 +180,7 @@ def _build(job: ConvertJob) -> None:
     # road is the direct mapping from there
     route = job.route
     if job.kind == "onnx" or src.capture == "onnx":
-        if route != "direct":
+        if route not in ("direct", "fallback"):
             progress.stage(f"--route {route}: {src.origin} arrived through ONNX already, so the direct mapping "
                            "from there is its one road")
         route = "direct"

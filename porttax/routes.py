@@ -6,20 +6,24 @@ into ONNX primitives, so a model the direct road refuses can still arrive. Each 
 is checked on its own (torch → ONNX in onnxruntime, ONNX → Keras), so a report shows which step lost
 precision. `auto` builds every road, checks each against the source, and keeps the one that passes
 with the least drift and, among equals (within 2× of each other), the fastest converted model.
+`fallback`, the default, takes the direct road and turns to the ONNX road only where the direct one
+has no converter for an op, so a user never needs to know which road a model wants.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from porttax.errors import InputError, PorttaxError
+from porttax.errors import InputError, PorttaxError, UnsupportedError
 from porttax.progress import Progress
 from porttax.types import Road
 
-ROUTES = ("direct", "onnx", "auto")
+# "fallback" (the default): the direct road, and the ONNX road only where the direct one lacks an op
+ROUTES = ("fallback", "direct", "onnx", "auto")
 
 
 def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, progress: Progress,
@@ -32,6 +36,8 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
     """
     if route not in ROUTES:
         raise InputError(f"unknown route {route!r}", hint=f"use one of: {', '.join(ROUTES)}")
+    if route == "fallback":
+        return _fallback(src, seeds=seeds, profile=profile, progress=progress, reference=reference)
     if route != "auto":
         road = _direct(src, progress) if route == "direct" else _via_onnx(src, seeds, profile, progress, reference)
         if road.built is None:
@@ -57,6 +63,37 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
     winner.chosen = True
     progress.stage(f"route auto: kept the {winner.road} road")
     return winner.built, roads
+
+
+def _fallback(src: Any, *, seeds: Sequence[int], profile: str, progress: Progress,
+              reference: str) -> tuple[Any, list[Road]]:
+    """The direct road; where it refuses the model for ops it has no converter for, the ONNX road,
+    said in one line. Both attempts are returned, so the report shows what was tried and why. Any
+    other refusal (a bad file, a data-dependent graph) is the direct road's own error, as with
+    `--route direct`; so is a failure of both roads, with the ONNX road's reason added."""
+    direct = _direct(src, progress)
+    if direct.built is not None:
+        direct.chosen = True
+        return direct.built, [direct]
+    error = direct.error  # type: ignore[attr-defined]
+    if not isinstance(error, UnsupportedError) or getattr(src, "streamed_from_file", False):
+        raise error
+    progress.stage(f"the direct road has no converter for {_missing(direct.reason)}: trying the ONNX road "
+                   "(--route direct keeps to the direct road)")
+    onnx = _via_onnx(src, seeds, profile, progress, reference)
+    if onnx.built is None:
+        error.roads = [direct.to_dict(), onnx.to_dict()]  # type: ignore[attr-defined]
+        error.args = (f"{error.args[0]}\n(the ONNX road was tried too and did not convert it either: "
+                      f"{onnx.reason})", *error.args[1:])
+        raise error
+    onnx.status, onnx.chosen = "converted", True  # the target checks the written artefact next
+    return onnx.built, [direct, onnx]
+
+
+def _missing(reason: str | None) -> str:
+    """The op names a direct-road refusal lists, short: "aten.roll.default, aten.sort.default"."""
+    names = re.findall(r"aten\.[\w.]+|[\w]+\.[\w.]+\.default", reason or "")
+    return ", ".join(dict.fromkeys(names)) or "some ops"
 
 
 def _direct(src: Any, progress: Progress) -> Road:

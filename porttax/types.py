@@ -120,7 +120,7 @@ class ConvertJob:
     max_shard_size: str | int | None = None
     weight_map_from: str | Path | None = None
     max_cache_len: int | None = None
-    route: str = "direct"
+    route: str = "fallback"  # porttax.routes: direct, then ONNX where direct lacks an op
     prefer: str = "fastest"
     quantize: str | None = None
     calibration: str | Path | None = None

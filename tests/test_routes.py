@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,25 @@ def test_auto_takes_the_onnx_road_when_the_direct_one_fails(tmp_path: Path) -> N
     assert roads["onnx"]["chosen"] and roads["onnx"]["status"] == "passed"
     assert [h["hop"] for h in roads["onnx"]["hops"]] == ["torch → ONNX", "ONNX → Keras"]
     assert all(h["passed"] and h["rel_l2"] <= 1e-5 for h in roads["onnx"]["hops"])
+
+
+def test_the_default_road_falls_back_to_onnx_where_the_direct_one_lacks_an_op(tmp_path: Path) -> None:
+    """Without --route, a model the direct road refuses for an op it lacks (aten.roll) converts
+    through ONNX; the CLI says so in one line and the report keeps both attempts."""
+    torch.manual_seed(0)
+    pt2 = tmp_path / "normroll.pt2"
+    torch.export.save(torch.export.export(NormRoll().eval(), (torch.randn(2, 5, 8),)), str(pt2))
+    out, report = tmp_path / "normroll.keras", tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "porttax.cli", "convert", str(pt2), "-o", str(out), "--no-latency",
+                           "--report", str(report)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stderr.splitlines() if "the direct road has no converter for" in ln)
+    assert "aten.roll" in line and "trying the ONNX road" in line
+    assert "roads tried (* kept):" in proc.stdout
+    data = json.loads(report.read_text())
+    roads = {r["road"]: r for r in data["roads"]}
+    assert roads["direct"]["status"] == "not converted" and not roads["direct"]["chosen"]
+    assert roads["onnx"]["chosen"] and data["parity"]["passed"]
 
 
 def test_auto_checks_both_roads_and_keeps_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

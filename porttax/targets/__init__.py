@@ -32,7 +32,7 @@ KIND_NAMES = {"torch": "a PyTorch source", "onnx": "an ONNX file", "keras": "a K
 OPTIONS: dict[str, tuple[Any, str]] = {
     "jit": (False, "--jit"), "channels_first": (False, "--channels-first"), "dtype": (None, "--dtype"),
     "max_shard_size": (None, "--max-shard-size"), "weight_map_from": (None, "--weight-map"),
-    "max_cache_len": (None, "--max-cache-len"), "route": ("direct", "--route"),
+    "max_cache_len": (None, "--max-cache-len"), "route": ("fallback", "--route"),
     "quantize": (None, "--quantize"), "calibration": (None, "--calibration"),
 }
 
