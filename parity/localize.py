@@ -53,6 +53,8 @@ def localize(
                                 f"by porttax?) and {why}, so its layers cannot be matched to the source's",
                                 matched_by=None)
         matched_by = "layer names"
+        if reference is not None and reference.framework == "keras":
+            reference.layer_map = layer_map  # a widened Keras source taps the same rebuilt map
     try:
         got = converted.capture(inputs)
         if want is None and got is not None:
