@@ -461,9 +461,13 @@ class SavedModelRunner(Runner):
         self.input_names = list(kwargs)
         self.specs = [TensorSpec(n, spec_dims(s.shape.as_list(), n), s.dtype.name) for n, s in kwargs.items()]
         self.output_names = sorted(self._fn.structured_outputs, key=natural_key)
-        from porttax.layer_map import SIGNATURE, read_savedmodel
+        from porttax.layer_map import MAP_SIGNATURE, SIGNATURE, LayerMap, read_savedmodel
 
         self.layer_map = read_savedmodel(path) if SIGNATURE in self._loaded.signatures else None
+        if self.layer_map is None and SIGNATURE in self._loaded.signatures and MAP_SIGNATURE in self._loaded.signatures:
+            # saved again by TensorFlow: assets.extra is gone, the map signature is not
+            text = self._loaded.signatures[MAP_SIGNATURE]()["layer_map"].numpy().decode()
+            self.layer_map = LayerMap.from_json(text)
 
     @property
     def loaded(self) -> Any:

@@ -33,6 +33,7 @@ KERAS_CONSTS_ENTRY = "porttax/layer_consts.npz"
 SAVEDMODEL_ENTRY = "assets.extra/porttax_layer_map.json"
 SAVEDMODEL_CONSTS = "assets.extra/porttax_layer_consts.npz"
 SIGNATURE = "porttax_layers"
+MAP_SIGNATURE = "porttax_layer_map"  # the map itself, as a no-input signature: survives a TF re-save
 PT2_ENTRY = "porttax/layer_map.json"  # in a .pt2 of the Keras → torch road: torch module outputs ↔ Keras layer outputs
 # a .pte carries its input and output names as constant methods (ExecuTorch has no signature names)
 PTE_INPUT_NAMES = "porttax_input_names"

@@ -337,3 +337,28 @@ def test_a_pt2_from_keras_resaved_after_a_weight_edit_is_still_localised(tmp_pat
     assert loc.matched_by == "layer names", loc.note
     first = next(lay for lay in loc.layers if not lay.passed)
     assert first.target == "body", [(lay.name, lay.target, lay.passed) for lay in loc.layers]
+
+
+def test_a_savedmodel_saved_again_by_tensorflow_is_still_localised(tmp_path: Path) -> None:
+    """tf.saved_model.save of porttax's loaded SavedModel drops assets.extra (where the layer map
+    file sits) but keeps signatures; the map also travels as the porttax_layer_map signature."""
+    import porttax
+    from porttax import models
+    from porttax._frameworks import import_tf
+    from porttax.parity.open import OpenOptions, open_pair
+
+    tf = import_tf()
+    ckpt = models.build_checkpoint("resnet-tiny", tmp_path / "resnet.pt")
+    sm = tmp_path / "sm"
+    porttax.convert(str(ckpt), arch="resnet-tiny", to="savedmodel", output=str(sm), measure_latency=False)
+    loaded = tf.saved_model.load(str(sm))
+    var = next(v for v in loaded.variables if v.name.startswith("stages-0-0-conv2/kernel"))
+    var.assign(var * 1.02)
+    again = tmp_path / "again"
+    tf.saved_model.save(loaded, str(again), signatures=dict(loaded.signatures))
+    assert not (again / "assets.extra").exists()
+    src, conv = open_pair(str(ckpt), str(again), OpenOptions(arch="resnet-tiny"))
+    report = check_parity(src, conv, seeds=(0,), localize=True)
+    assert not report.passed and report.localization.matched_by == "layer map", report.localization.note
+    first = next(lay for lay in report.localization.layers if not lay.passed)
+    assert first.name == "stages.0.0.conv2", first

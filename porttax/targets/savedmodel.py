@@ -85,6 +85,7 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
             outputs[tap.output] = tensors[tap.key]
         tap_model = keras.Model(model.inputs, outputs, name="porttax_layers")  # type: ignore[attr-defined]
         archive.track_and_add_endpoint("porttax_layers", tap_model, [spec])
+        _add_map_endpoint(archive, layer_map)
     for name, extra in (endpoints or {}).items():
         extra_spec = keras.tree.map_structure(lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name),
                                               extra.input)
@@ -99,6 +100,19 @@ def write_savedmodel(model: object, path: Path, layer_map: object | None = None,
         from porttax.layer_map import add_to_savedmodel
 
         add_to_savedmodel(path, layer_map)  # type: ignore[arg-type]
+
+
+def _add_map_endpoint(archive: Any, layer_map: Any) -> None:
+    """The layer map also as a signature (`porttax_layer_map`, no inputs, one string): a SavedModel
+    loaded and saved again with TensorFlow keeps its signatures but drops `assets.extra`, so the map
+    travels inside the graph too (its folded constants stay in assets.extra only)."""
+    from porttax._frameworks import import_tf
+    from porttax.layer_map import MAP_SIGNATURE
+
+    tf = import_tf()
+    text = layer_map.to_json()
+    fn = tf.function(lambda: {"layer_map": tf.constant(text)}, input_signature=[], autograph=False)
+    archive.add_endpoint(MAP_SIGNATURE, fn)
 
 
 def _save_each_variable_once(archive: Any) -> None:
