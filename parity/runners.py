@@ -193,10 +193,16 @@ class TorchRunner(Runner):
             self.module = self.module.to(device)
         self.input_names = [input_names] if isinstance(input_names, str) else list(input_names)
         self.specs = _order_specs(self.input_names, specs, self.describe())
+        # a module cast to bfloat16/float16 (a half-precision conversion's reference) computes in that
+        # dtype; its float inputs, float32 in the signature, are cast to it as the converted model casts them
+        half = next((p.dtype for p in self.module.parameters() if p.is_floating_point()), None)
+        self._half = half if half in (torch.bfloat16, torch.float16) else None
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = import_torch()
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+        if self._half is not None:
+            args = [a.to(self._half) if a.is_floating_point() else a for a in args]
         if self.device:
             args = [a.to(self.device) for a in args]
         with torch.no_grad(), (default_dtype_float64() if self.widen_inputs else contextlib.nullcontext()):
@@ -216,6 +222,8 @@ class TorchRunner(Runner):
         args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names)
         if self.widen_inputs:
             args = tuple(a.double() if a.is_floating_point() else a for a in args)
+        elif self._half is not None:
+            args = tuple(a.to(self._half) if a.is_floating_point() else a for a in args)
         program = self.program
         if program is None:  # an eager module (a float64 copy of one exports in float64)
             program = torch.export.export(self.module, args)
@@ -238,6 +246,7 @@ class TorchRunner(Runner):
         wide.module = (widen_torch_graph(self.module) if isinstance(self.module, torch.fx.GraphModule)
                        else widen_torch_module(self.module))
         wide.widen_inputs = True
+        wide._half = None
         wide.name = f"{self.name} (float64)"
         return wide
 

@@ -362,3 +362,19 @@ def test_a_savedmodel_saved_again_by_tensorflow_is_still_localised(tmp_path: Pat
     assert not report.passed and report.localization.matched_by == "layer map", report.localization.note
     first = next(lay for lay in report.localization.layers if not lay.passed)
     assert first.name == "stages.0.0.conv2", first
+
+
+def test_a_half_precision_conversion_is_judged_against_float64_too(tmp_path: Path) -> None:
+    """--dtype bfloat16: the source runs in bfloat16, the reference in float64; the bf16 profile's
+    threshold is the floor, and each output says how far each side is from float64."""
+    import porttax
+    from porttax import models
+
+    ckpt = models.build_checkpoint("mlp-tiny", tmp_path / "mlp.pt")
+    result = porttax.convert(str(ckpt), arch="mlp-tiny", to="keras", output=str(tmp_path / "m.keras"),
+                             dtype="bfloat16", measure_latency=False)
+    report = result.parity
+    assert report.passed and report.profile.name == "bf16" and report.reference.used == "float64"
+    for out in (o for c in report.cases for o in c.outputs):
+        assert out.noise.source_dtype == "float32" or out.noise.source_dtype == "bfloat16"
+        assert out.noise.floor == 1e-2 and out.noise.source_error > 1e-4  # bfloat16's own rounding, measured
