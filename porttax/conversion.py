@@ -153,6 +153,10 @@ def _load(job: ConvertJob, *, whole_program: bool) -> None:
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     how = "through the ONNX road" if src.capture == "onnx" else "with torch.export"
     progress.stage(f"captured {src.origin} {how}: {sig}")
+    upgrade = getattr(src, "onnx_opset", None) or {}
+    if "converted_at" in upgrade:
+        progress.stage(f"ONNX opset {upgrade['file_opset']} upgraded to {upgrade['converted_at']} by "
+                       f"{upgrade['upgraded_by']}; parity runs the original file")
 
 
 def _build(job: ConvertJob) -> None:

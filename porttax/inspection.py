@@ -279,6 +279,9 @@ def _inspect_onnx(path: Path) -> Inspection:
 
     check_onnx_external_data(path)  # before the protobuf parser sees more than the model itself
     model = onnx.load(str(path), load_external_data=False)
+    from porttax.converters.onnx_to_torch.driver import upgrade_opset
+
+    model, _ = upgrade_opset(model, path.name)  # the ops as porttax will convert them
     missing = find_unsupported(model)
     sizes = {t.name: (int(np.prod(t.dims)) if len(t.dims) else 1, onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name)
              for t in model.graph.initializer}

@@ -171,6 +171,7 @@ class ConversionResult:
             "source_format": self.source.origin,
             "source_capture": getattr(self.source, "capture", None),  # torch.export, or onnx for TorchScript
             "source_streamed": bool(getattr(self.source, "streamed_from_file", False)),
+            "source_opset": getattr(self.source, "onnx_opset", None),  # ONNX sources: the file's, and any upgrade
             "inputs": [s.to_dict() for s in self.source.specs],
             "target": self.target,
             "output": str(self.output) if self.output else None,

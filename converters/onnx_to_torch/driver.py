@@ -19,6 +19,10 @@ from porttax.converters.onnx_to_torch.context import Const, Context, Live, OnnxC
 from porttax.converters.registry import REGISTRY
 from porttax.errors import InputError, UnsupportedError
 
+# The registry's converters are written for opset 13 and newer; older files are upgraded to it first
+# (upgrade_opset). 13 is the smallest step from the opsets 7-12 most published files use, so the fewest
+# of the version converter's adapters run; the parity reference stays the original file in onnxruntime,
+# so an adapter that changed what a node computes shows as drift.
 MIN_OPSET = 13
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
@@ -29,6 +33,28 @@ class OnnxConversion:
     log: MappingLog
     input_names: list[str]
     output_names: list[str]
+    upgrade: dict[str, Any] | None = None  # the file's opset and what it was upgraded to, when it was
+
+
+def upgrade_opset(model: Any, name: str = "model") -> tuple[Any, dict[str, Any] | None]:
+    """(model at opset ≥ MIN_OPSET, what was done or None): files older than MIN_OPSET are upgraded
+    with `onnx.version_converter`, the onnx project's own adapters between operator versions."""
+    import onnx
+    from onnx import version_converter
+
+    opset = opset_of(model)
+    if opset >= MIN_OPSET:
+        return model, None
+    try:
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:  # the converter raises RuntimeError/ConvertError with the adapter that failed
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: ONNX opset {opset}, which onnx.version_converter could not upgrade to "
+                         f"{MIN_OPSET} ({first}); porttax converts opset {MIN_OPSET} and newer",
+                         hint="re-export the model with opset 13 or newer if you have its source, or report the "
+                              "file so the op can be converted at its own version") from None
+    return upgraded, {"file_opset": opset, "converted_at": MIN_OPSET,
+                      "upgraded_by": f"onnx.version_converter (onnx {onnx.__version__})"}
 
 
 def opset_of(model: Any) -> int:
@@ -57,10 +83,8 @@ def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
 
     import porttax.converters.onnx_to_torch.families  # noqa: F401  (registers converters)
 
+    model, upgrade = upgrade_opset(model, name)
     opset = opset_of(model)
-    if opset < MIN_OPSET:
-        raise InputError(f"{name}: ONNX opset {opset}; porttax reads opset {MIN_OPSET} and newer",
-                         hint="re-export with a newer opset, or upgrade it: onnx.version_converter.convert_version")
     missing = find_unsupported(model)
     if missing:
         listing = ", ".join(f"{op} ×{len(nodes)} (e.g. node {nodes[0]!r})" for op, nodes in sorted(missing.items()))
@@ -160,7 +184,7 @@ def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
     fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
     module = torch.fx.GraphModule(root, fx_graph, class_name=_class_name(name))
     module.eval()
-    return OnnxConversion(module, log, input_names, [o.name for o in graph.output])
+    return OnnxConversion(module, log, input_names, [o.name for o in graph.output], upgrade)
 
 
 def _class_name(name: str) -> str:

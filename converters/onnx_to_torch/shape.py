@@ -40,7 +40,14 @@ def transpose(call: OnnxCall):
 @onnx_to_torch("Flatten")
 def flatten(call: OnnxCall):
     shape = call.shape(0)
-    axis = int(call.attrs.get("axis", 1)) % max(len(shape), 1)
+    axis = int(call.attrs.get("axis", 1))
+    if shape is None:  # shape inference could not follow the graph here (pads computed by the graph)
+        if axis == 0:
+            return call.call(torch.reshape, call.value(0), (1, -1))
+        if axis == 1:  # (d0, d1 × d2 × ...): torch.flatten from dim 1, for any rank ≥ 2
+            return call.call(torch.flatten, call.value(0), 1)
+        raise call.unsupported(f"Flatten with axis={axis} of an input whose shape ONNX shape inference does not know")
+    axis %= max(len(shape), 1)
     lead = int(np.prod(shape[:axis])) if axis else 1
     return call.call(torch.reshape, call.value(0), (lead, -1))
 

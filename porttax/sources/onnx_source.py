@@ -81,6 +81,9 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
         raise exc.at(str(path)) from None
     program = export_module(conversion.module, tuple(example), str(path))
     src = TorchSource(program, conversion.module, specs_from_program(program), tuple(example), "onnx", str(path))
+    from porttax.converters.onnx_to_torch.driver import opset_of
+
+    src.onnx_opset = conversion.upgrade or {"file_opset": opset_of(model)}
     onnx_names = [i.name for i in model.graph.input if i.name not in initializers]
     if [s.name for s in src.specs] != onnx_names:
         raise InputError(f"input names {onnx_names} are not Python identifiers, which the converted model needs",
