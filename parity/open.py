@@ -105,11 +105,33 @@ def open_pair(source: Any, converted: Any, options: OpenOptions | None = None,
               converted_options: OpenOptions | None = None) -> tuple[Runner, Runner]:
     src = open_runner(source, options)
     conv = open_runner(converted, converted_options or options)
+    src = _align_onnx_names(src, conv)
     if getattr(conv, "layer_map_from_keras", False) and hasattr(src, "layer_map"):
         # A .pt2 from the Keras → torch road says which Keras layer output each module output is; that
         # map, not one the Keras file may carry from an earlier torch → Keras conversion, pairs these two.
         src.layer_map = conv.layer_map
     return src, conv
+
+
+def _align_onnx_names(src: Runner, conv: Runner) -> Runner:
+    """An ONNX source whose input names are not identifiers (`input.1`, `0`, `onnx::Conv_3`), checked
+    against the model porttax converted from it, whose inputs are (`input_1`, `_0`, `onnx_conv_3`): the
+    ONNX runner takes the converted model's names. Paired by position, only where the names match
+    once case and punctuation are set aside (or there is one input each)."""
+    import re
+
+    if not isinstance(src, OnnxRunner) or list(conv.input_names) == list(src.input_names):
+        return src
+    if set(src.input_names) & set(conv.input_names) or len(src.input_names) != len(conv.input_names):
+        return src
+
+    def norm(name: str) -> str:
+        return re.sub(r"[^0-9a-z]", "", name.lower())
+
+    pairs = list(zip(conv.input_names, src.input_names))
+    if len(pairs) == 1 or all(norm(a).startswith(norm(b)) or norm(b).startswith(norm(a)) for a, b in pairs):
+        return OnnxRunner(src.path, name=src.name, rename=dict(pairs))
+    return src
 
 
 def _open_object(obj: Any, opts: OpenOptions) -> Runner:

@@ -521,12 +521,15 @@ class OnnxRunner(Runner):
 
     framework: Framework = "onnx"
 
-    def __init__(self, path: str | Path, *, name: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, name: str | None = None, rename: Mapping[str, str] | None = None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise InputError("no such ONNX file", path=str(path))
+        # {name this runner takes: the ONNX input name}: the converted model's inputs are Python
+        # identifiers (`input_1` for the legacy exporter's `input.1`), and parity feeds both sides one case
+        self._onnx_names = {k: v for k, v in (rename or {}).items() if k != v}
         from porttax.parity.onnx_safety import check_external_data
 
         check_external_data(path)
@@ -540,12 +543,15 @@ class OnnxRunner(Runner):
         self.name = name or path.name
         self.path = path
         self._evaluator: Any = None
-        self.input_names = [i.name for i in self._session.get_inputs()]
-        self.specs = [TensorSpec(i.name, spec_dims([d if isinstance(d, int) else None for d in i.shape], i.name),
+        exposed = {v: k for k, v in self._onnx_names.items()}
+        self.input_names = [exposed.get(i.name, i.name) for i in self._session.get_inputs()]
+        self.specs = [TensorSpec(exposed.get(i.name, i.name),
+                                 spec_dims([d if isinstance(d, int) else None for d in i.shape], i.name),
                                  _ONNX_TYPES.get(i.type, "float32")) for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        inputs = {self._onnx_names.get(k, k): v for k, v in inputs.items()}
         if self._evaluator is not None:
             return [np.asarray(o) for o in self._evaluator.run(self.output_names, inputs)]
         return list(self._session.run(self.output_names, inputs))

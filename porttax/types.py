@@ -172,6 +172,9 @@ class ConversionResult:
             "source_capture": getattr(self.source, "capture", None),  # torch.export, or onnx for TorchScript
             "source_streamed": bool(getattr(self.source, "streamed_from_file", False)),
             "source_opset": getattr(self.source, "onnx_opset", None),  # ONNX sources: the file's, and any upgrade
+            # ONNX sources: {input name in the converted model: the name in the file}, where they differ
+            "source_input_names": {k: v for k, v in (getattr(self.source, "onnx_input_names", None) or {}).items()
+                                   if k != v} or None,
             "inputs": [s.to_dict() for s in self.source.specs],
             "target": self.target,
             "output": str(self.output) if self.output else None,

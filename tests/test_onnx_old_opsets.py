@@ -72,3 +72,26 @@ def test_inspect_reads_an_old_opset_as_porttax_will_convert_it(tmp_path: Path) -
     data = json.loads(done.stdout)
     road = next(r for r in data["roads"] if r["road"] == "direct")
     assert road["unsupported"] == [], road  # Pad-2 and Clip-6 arrive as Pad-13 and Clip-13
+
+
+def test_legacy_exporter_names_convert_and_map_back(tmp_path: Path) -> None:
+    """The legacy exporter names the input `input.1` and outputs by number: the converted model takes
+    an identifier (`input_1`), the report maps it back, and `porttax parity` pairs the two."""
+    torch.manual_seed(0)
+    src = tmp_path / "legacy.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Net().eval(), (torch.randn(1, 3, 16, 16),), str(src), dynamo=False, opset_version=11)
+    import onnx
+
+    assert [i.name for i in onnx.load(str(src)).graph.input] == ["input.1"]
+    out, report = tmp_path / "legacy_sm", tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "-m", "porttax.cli", "convert", str(src), "--to", "savedmodel", "-o", str(out),
+                           "--no-latency", "--report", str(report)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["source_input_names"] == {"input_1": "input.1"} and data["parity"]["passed"]
+    assert [i["name"] for i in data["inputs"]] == ["input_1"]
+    done = subprocess.run([sys.executable, "-m", "porttax.cli", "parity", str(src), str(out), "-q", "--seeds", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

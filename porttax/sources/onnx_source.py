@@ -85,9 +85,12 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
 
     src.onnx_opset = conversion.upgrade or {"file_opset": opset_of(model)}
     onnx_names = [i.name for i in model.graph.input if i.name not in initializers]
-    if [s.name for s in src.specs] != onnx_names:
-        raise InputError(f"input names {onnx_names} are not Python identifiers, which the converted model needs",
-                         path=str(path), hint="rename the ONNX inputs (letters, digits and underscores)")
+    if len(src.specs) != len(onnx_names):
+        raise InputError(f"the converted module takes {len(src.specs)} inputs, the ONNX graph {len(onnx_names)} "
+                         f"({', '.join(onnx_names)})", path=str(path))
+    # The torch module's inputs are Python identifiers (torch.fx makes `input.1` `input_1`, `0` `_0`);
+    # the converted model keeps them, and the map back to the file's names is kept and reported.
+    src.onnx_input_names = {s.name: n for s, n in zip(src.specs, onnx_names)}
     return src, conversion.log
 
 

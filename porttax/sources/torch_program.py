@@ -31,6 +31,8 @@ class TorchSource:
     import_log: Any = None  # MappingLog of the conversion that made the module (an ONNX file's)
     # an ONNX source's opset: {"file_opset": 9, "converted_at": 13, "upgraded_by": ...}, or {"file_opset": 17}
     onnx_opset: dict[str, Any] | None = None
+    # an ONNX source's input names: {the converted model's identifier: the name in the file}
+    onnx_input_names: dict[str, str] | None = None
     streamed_from_file: bool = False  # weights read one at a time from the checkpoint (porttax.lazy_weights)
     arch: str | None = None  # a state_dict source's architecture and config (porttax.models)
     config: dict[str, Any] | None = None

@@ -33,7 +33,7 @@ def source_runner(src: Any) -> Any:
     if src.origin == "onnx":  # the reference is the ONNX file itself, as onnxruntime runs it
         from porttax.parity.runners import OnnxRunner
 
-        return OnnxRunner(src.path, name=f"{src.name}.onnx")
+        return OnnxRunner(src.path, name=f"{src.name}.onnx", rename=getattr(src, "onnx_input_names", None))
     return TorchRunner(src.runnable(), [s.name for s in src.specs], name=src.name)
 
 

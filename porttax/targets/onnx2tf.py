@@ -72,7 +72,8 @@ def convert_via_onnx2tf(src: Any, *, output: str | Path, parity: bool = True, se
     hops: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="porttax-onnx2tf-road-") as folder:
         onnx_path = Path(src.path) if src.origin == "onnx" else Path(folder) / f"{src.name}.onnx"
-        onnx_runner = OnnxRunner(onnx_path, name=f"{src.name}.onnx") if src.origin == "onnx" else None
+        onnx_runner = OnnxRunner(onnx_path, name=f"{src.name}.onnx",
+                                 rename=getattr(src, "onnx_input_names", None)) if src.origin == "onnx" else None
         if src.origin != "onnx":
             progress.stage("exporting to ONNX (onnx2tf road)")
             export_onnx(src.program, src.example, onnx_path, name=src.name)
