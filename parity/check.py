@@ -118,7 +118,6 @@ def check_parity(
         wide, note = open_reference(source, reference)
     ref_info = ReferenceInfo(reference, "float64" if wide is not None else None, note, float(noise_factor))
     results: list[CaseResult] = []
-    failing_inputs: tuple[str, dict[str, np.ndarray]] | None = None
     for done, (label, seed, case_sizes, inputs) in enumerate(labelled):
         if progress is not None:
             progress(done, len(labelled), label)
@@ -138,13 +137,14 @@ def check_parity(
             wide = None
             ref_info.used = None
             ref_info.note = (f"the float64 reference disagrees with the source itself on {label} ({disagrees}): "
-                             "widening changed what the model computes (a deliberate float32 step?), so it "
+                             "widening changed what the model computes (a deliberate low-precision step?), so it "
                              "cannot judge; the fixed tolerance judges every output")
             for earlier in results:
                 earlier.outputs = [_fixed(o, prof, atol, rtol, tolerances) for o in earlier.outputs]
         results.append(result)
-        if not result.passed and failing_inputs is None and not result.reason.startswith("converted model cannot"):
-            failing_inputs = (label, inputs)
+    # the first failing case (judged last: a reference found unusable re-judges earlier cases)
+    failing_inputs = next(((label, inputs) for (label, _, _, inputs), r in zip(labelled, results)
+                           if not r.passed and not r.reason.startswith("converted model cannot")), None)
     if progress is not None:
         progress(len(labelled), len(labelled), "done")
     report = ParityReport(

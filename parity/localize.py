@@ -69,7 +69,8 @@ def localize(
     if reference is not None:
         try:
             wide = reference.capture(inputs) or {}
-            rule_note = f"each layer against its own float32 noise (float64 reference, factor {noise_factor:g})"
+            if wide:
+                rule_note = f"each layer against its own float32 noise (float64 reference, factor {noise_factor:g})"
         except Exception as exc:  # the widened graph failing to re-run leaves the fixed rule, said so
             rule_note = f"fixed tolerance per layer (the float64 reference could not capture layers: {type(exc).__name__})"
     layers: list[LayerResult] = []

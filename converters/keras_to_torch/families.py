@@ -3,6 +3,7 @@ so the package itself stays framework-free and `import porttax.converters` stays
 
 from porttax.converters.keras_to_torch import (  # noqa: F401  (registration side effect)
     activation,
+    applications,
     attention,
     conv,
     core,
