@@ -554,7 +554,13 @@ class OnnxRunner(Runner):
         inputs = {self._onnx_names.get(k, k): v for k, v in inputs.items()}
         if self._evaluator is not None:
             return [np.asarray(o) for o in self._evaluator.run(self.output_names, inputs)]
-        return list(self._session.run(self.output_names, inputs))
+        try:
+            return list(self._session.run(self.output_names, inputs))
+        except Exception as exc:  # onnxruntime's own Fail/InvalidArgument: a graph it loads but cannot run
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise InputError(f"onnxruntime cannot run the model: {first}", path=str(self.path),
+                             hint="the ONNX file is inconsistent (a node's shapes disagree); re-export it, "
+                                  "or convert without the ONNX road") from exc
 
     def float64(self) -> Runner:
         """The graph widened to float64, on onnxruntime where it has float64 kernels for every op, else

@@ -81,10 +81,12 @@ def _convert(row: AuditRow, path: Path, target: str, output: Path, insp: Any, op
     roads = [r for r in opts["roads"] if r in ("direct", "onnx")]
     route = "auto" if len(roads) > 1 else (roads[0] if roads else "direct")
     way = targets.resolve(target).ways.get("torch")
-    if insp.framework != "torch" or way is None or "route" not in way.options:
+    takes_route = insp.framework == "torch" and way is not None and "route" in way.options
+    if not takes_route:
         route = "direct"  # the only road from a Keras or ONNX source, or to a torch-family file
     try:
-        result = convert(str(path), to=target, output=output, route=route, prefer="first",
+        result = convert(str(path), to=target, output=output, prefer="first",
+                         **({"route": route} if takes_route else {}),
                          seeds=tuple(range(opts["seeds"])), profile=opts["profile"],
                          measure_latency=bool(opts.get("bench", True)), force=True,
                          trust_code=bool(opts.get("trust_code")), **({} if insp.framework == "keras" else load))
