@@ -283,6 +283,26 @@ def test_a_float64_copy_that_would_not_fit_is_estimated_and_not_tried_unless_for
     assert report.passed and report.reference.used is None and "fixed tolerance" in report.reference.note
 
 
+def test_an_onnx_files_estimate_counts_its_external_data(tmp_path: Path) -> None:
+    """A 150-byte `.onnx` beside a 1 MB `.onnx.data` is a 1 MB model: the float64 estimate must see the
+    data file, or a 2 GB model's reference is tried and runs the machine out of memory."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((512, 512), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 512])], [weight])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
+              save_as_external_data=True, all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    assert path.stat().st_size < 1024
+    estimate = OnnxRunner(path).float64_bytes()
+    assert estimate >= 4 * 512 * 512 * 4  # at least the float64 copy and the runtime's copy of it
+    wide, note = open_reference(OnnxRunner(path), "auto")
+    assert wide is not None and wide.run({"x": np.ones((1, 512), np.float32)})[0][0, 0] == 512.0
+
+
 class _RoundsThroughBfloat16(torch.nn.Module):
     """Rounds its activations to bfloat16 on purpose (as fake-quantised models do): widened to
     float64, that step disappears, so the "reference" computes another function."""
