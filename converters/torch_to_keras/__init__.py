@@ -7,9 +7,11 @@ from porttax.converters.torch_to_keras import (  # noqa: F401  (registration sid
     elementwise,
     embedding,
     linear,
+    math_functions,
     norm,
     pooling,
     recurrent,
     reduction,
+    resize,
     shape,
 )

@@ -8,7 +8,11 @@ from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
 
 
-def _reduce(call: Call, fn: Any, dim_arg: str = "dim", **extra: Any) -> Val:
+def _reduce(call: Call, fn: Any, dim_arg: str = "dim", *, meta: Any = None, **extra: Any) -> Val:
+    """`fn(x, axis=, keepdims=)` over the dims torch names, in the value's own layout. `meta` is the
+    torch result this computes (one item of a multi-output op's), by default the node's only one."""
+    meta = call.node.meta["val"] if meta is None else meta
+    out_shape, out_dtype = tuple(int(d) for d in meta.shape), str(meta.dtype).replace("torch.", "")
     v = call.val("self")
     dims = call.args.get(dim_arg)
     if dims is None or dims == []:
@@ -20,14 +24,14 @@ def _reduce(call: Call, fn: Any, dim_arg: str = "dim", **extra: Any) -> Val:
     have = v.perm or tuple(range(v.rank))
     axes = tuple(have.index(d) for d in dims)
     out = fn(v.tensor, axis=axes, keepdims=keepdim, **extra)
-    if out.dtype != call.out_dtype:  # torch sums booleans and small ints into int64, Keras into int32
-        out = call.ctx.ops.cast(out, call.out_dtype)
+    if out.dtype != out_dtype:  # torch sums booleans and small ints into int64, Keras into int32
+        out = call.ctx.ops.cast(out, out_dtype)
     if keepdim:
-        return live_val(out, call.out_shape, v.perm)
+        return live_val(out, out_shape, v.perm)
     remaining = [p for p in have if p not in dims]
     order = sorted(remaining)
     perm = tuple(order.index(p) for p in remaining)
-    return live_val(out, call.out_shape, perm)
+    return live_val(out, out_shape, perm)
 
 
 @torch_to_keras("aten.mean")

@@ -257,6 +257,17 @@ def _pad_indices(mode: str, size: int, before: int, after: int) -> np.ndarray:
     return (pos % size).astype(np.int32)  # circular
 
 
+def _gather_pad(call: Call, v: Val, pads: list[int], mode: str) -> Val:
+    """Pads in a copying mode, as one gather per padded axis (pads run from the last dim backwards)."""
+    x = v.tensor
+    for i in range(len(pads) // 2):
+        dim, (before, after) = v.rank - 1 - i, pads[2 * i: 2 * i + 2]
+        if before or after:
+            axis = v.perm.index(dim) if v.perm else dim
+            x = call.ctx.ops.take(x, _pad_indices(mode, v.shape[dim], before, after), axis=axis)
+    return live_val(x, call.out_shape, v.perm)
+
+
 @torch_to_keras("aten.pad")
 def pad(call: Call) -> Val:
     """F.pad, which export keeps whole. Constant mode is keras.ops.pad; in reflect, replicate and
@@ -269,13 +280,18 @@ def pad(call: Call) -> Val:
         return _constant_pad(call, v, pads, float(call.args.get("value") or 0.0))
     if mode not in ("reflect", "replicate", "circular"):
         raise call.unsupported(f"padding mode {mode!r}")
-    x = v.tensor
-    for i in range(len(pads) // 2):
-        dim, (before, after) = v.rank - 1 - i, pads[2 * i: 2 * i + 2]
-        if before or after:
-            axis = v.perm.index(dim) if v.perm else dim
-            x = call.ctx.ops.take(x, _pad_indices(mode, v.shape[dim], before, after), axis=axis)
-    return live_val(x, call.out_shape, v.perm)
+    return _gather_pad(call, v, pads, mode)
+
+
+_MODE_PADS = {f"aten.{kind}_pad{nd}d": mode for kind, mode in (("reflection", "reflect"), ("replication", "replicate"))
+              for nd in (1, 2, 3)}
+
+
+@torch_to_keras(*_MODE_PADS)
+def mode_pad(call: Call) -> Val:
+    """aten.reflection_pad2d and kin: what F.pad becomes in a graph decomposed to core ATen."""
+    mode = _MODE_PADS[str(call.node.target.overloadpacket)]
+    return _gather_pad(call, call.val("self"), [int(p) for p in call.args["padding"]], mode)
 
 
 @torch_to_keras("aten.tril", "aten.triu")
