@@ -23,15 +23,13 @@ def unary(call: Call) -> Val:
     return _unary(call, getattr(call.ctx.ops, _UNARY[str(call.node.target.overloadpacket)]))
 
 
-@torch_to_keras("aten.atan2")
-def atan2(call: Call) -> Val:
-    return _binary(call, call.ctx.ops.arctan2)
+# remainder takes the divisor's sign (Python's %), as `keras.ops.mod` does
+_BINARY = {"aten.atan2": "arctan2", "aten.remainder": "mod"}
 
 
-@torch_to_keras("aten.remainder")
-def remainder(call: Call) -> Val:
-    """torch.remainder takes the divisor's sign (Python's %), as `keras.ops.mod` does."""
-    return _binary(call, call.ctx.ops.mod)
+@torch_to_keras(*_BINARY)
+def binary(call: Call) -> Val:
+    return _binary(call, getattr(call.ctx.ops, _BINARY[str(call.node.target.overloadpacket)]))
 
 
 @torch_to_keras("aten.fmod")
@@ -79,14 +77,9 @@ def _arg_extreme(call: Call, fn: Any) -> Val:
     return _reduce(call, lambda x, axis, keepdims: fn(x, axis=axis[0], keepdims=keepdims))
 
 
-@torch_to_keras("aten.argmax")
-def argmax(call: Call) -> Val:
-    return _arg_extreme(call, call.ctx.ops.argmax)
-
-
-@torch_to_keras("aten.argmin")
-def argmin(call: Call) -> Val:
-    return _arg_extreme(call, call.ctx.ops.argmin)
+@torch_to_keras("aten.argmax", "aten.argmin")
+def arg_extreme(call: Call) -> Val:
+    return _arg_extreme(call, getattr(call.ctx.ops, str(call.node.target.overloadpacket)[len("aten."):]))
 
 
 @torch_to_keras("aten.bitwise_not")
@@ -121,11 +114,7 @@ def _extreme_with_index(call: Call, value_fn: Any, index_fn: Any) -> Any:
     return [values, indices]
 
 
-@torch_to_keras("aten.max")
-def max_(call: Call) -> Any:
-    return _extreme_with_index(call, call.ctx.ops.max, call.ctx.ops.argmax)
-
-
-@torch_to_keras("aten.min")
-def min_(call: Call) -> Any:
-    return _extreme_with_index(call, call.ctx.ops.min, call.ctx.ops.argmin)
+@torch_to_keras("aten.max", "aten.min")
+def extreme(call: Call) -> Any:
+    ops, kind = call.ctx.ops, str(call.node.target.overloadpacket)[len("aten."):]
+    return _extreme_with_index(call, getattr(ops, kind), getattr(ops, f"arg{kind}"))
