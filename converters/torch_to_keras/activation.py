@@ -92,21 +92,16 @@ def softplus(call: Call) -> Val:
     return live_val(ops.where(ops.greater(ops.multiply(x, beta), threshold), x, soft), call.out_shape, v.perm)
 
 
-def _axis(v: Val, dim: int) -> int:
-    dim = dim % v.rank
-    return v.perm.index(dim) if v.perm else dim
-
-
 @torch_to_keras("aten._softmax", "aten.softmax")
 def softmax(call: Call) -> Val:
     keras = call.ctx.keras
     v = call.val("self")
-    layer = keras.layers.Softmax(axis=_axis(v, int(call.args["dim"])), name=call.layer_name())
+    layer = keras.layers.Softmax(axis=v.axis(int(call.args["dim"])), name=call.layer_name())
     return live_val(call.ctx.apply_layer(layer, v.tensor, {}), call.out_shape, v.perm)
 
 
 @torch_to_keras("aten._log_softmax", "aten.log_softmax")
 def log_softmax(call: Call) -> Val:
     v = call.val("self")
-    return live_val(call.ctx.ops.log_softmax(v.tensor, axis=_axis(v, int(call.args["dim"]))),
+    return live_val(call.ctx.ops.log_softmax(v.tensor, axis=v.axis(int(call.args["dim"]))),
                     call.out_shape, v.perm)

@@ -79,6 +79,11 @@ class Val:
     def rank(self) -> int:
         return len(self.shape) if self.shape is not None else 0
 
+    def axis(self, dim: int) -> int:
+        """The tensor axis that holds torch dim `dim` (negative counts from the end) in this value's layout."""
+        dim = int(dim) % self.rank
+        return self.perm.index(dim) if self.perm else dim
+
 
 def const_to_numpy(value: Any) -> Any:
     """A torch constant as a NumPy array (bf16/fp16 widened to float32), Python scalars unchanged."""

@@ -47,18 +47,12 @@ def fmod(call: Call) -> Val:
     return _binary(call, fn)
 
 
-def _axis(v: Val, dim: int) -> int:
-    """The tensor axis holding torch dim `dim` of a value kept in a permuted layout."""
-    have = v.perm or tuple(range(v.rank))
-    return have.index(int(dim) % v.rank)
-
-
 @torch_to_keras("aten.flip")
 def flip(call: Call) -> Val:
     v = call.val("self")
     x = v.tensor
     for d in call.args.get("dims") or []:
-        x = call.ctx.ops.flip(x, axis=_axis(v, d))
+        x = call.ctx.ops.flip(x, axis=v.axis(d))
     return live_val(x, call.out_shape, v.perm)
 
 

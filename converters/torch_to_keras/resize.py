@@ -57,11 +57,6 @@ def linear_taps(size_in: int, size_out: int, align_corners: bool,
     return lo.astype(np.int32), hi.astype(np.int32), (src - lo).astype(np.float32)
 
 
-def _axis(v: Val, dim: int) -> int:
-    have = v.perm or tuple(range(v.rank))
-    return have.index(dim)
-
-
 def _weights_along(weights: np.ndarray, axis: int, rank: int) -> np.ndarray:
     shape = [1] * rank
     shape[axis] = weights.size
@@ -79,7 +74,7 @@ def _upsample(call: Call, mode: str) -> Val:
         dim, size_in, size_out = 2 + i, v.shape[2 + i], call.out_shape[2 + i]
         if size_in == size_out and scales[i] in (None, 1.0):
             continue  # every mode reads each position from itself
-        axis = _axis(v, dim)
+        axis = v.axis(dim)
         if mode == "linear":
             lo, hi, w = linear_taps(size_in, size_out, align, scales[i])
             below, above = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)

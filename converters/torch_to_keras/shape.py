@@ -263,8 +263,7 @@ def _gather_pad(call: Call, v: Val, pads: list[int], mode: str) -> Val:
     for i in range(len(pads) // 2):
         dim, (before, after) = v.rank - 1 - i, pads[2 * i: 2 * i + 2]
         if before or after:
-            axis = v.perm.index(dim) if v.perm else dim
-            x = call.ctx.ops.take(x, _pad_indices(mode, v.shape[dim], before, after), axis=axis)
+            x = call.ctx.ops.take(x, _pad_indices(mode, v.shape[dim], before, after), axis=v.axis(dim))
     return live_val(x, call.out_shape, v.perm)
 
 
