@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from porttax.parity.check import Tolerance, check_parity, compare_baseline, expand_sizes
+from porttax.parity.check import Tolerance, check_parity, compare_baseline, expand_sizes, sweep_sizes
 from porttax.parity.inputs import load_npz_cases, make_inputs
 from porttax.parity.metrics import OutputMetrics, compare
 from porttax.parity.profiles import PROFILES, Profile, get_profile, verdict
@@ -23,7 +23,8 @@ __all__ = [
     "SCHEMA_VERSION", "BaselineResult", "CaseResult", "GenerationResult", "KerasRunner", "LayerResult",
     "Localization", "OutputMetrics", "OutputResult", "PROFILES", "ParityReport", "Profile", "Runner",
     "SavedModelRunner", "Tolerance", "TorchRunner", "assert_parity", "check_parity", "compare",
-    "compare_baseline", "environment", "expand_sizes", "get_profile", "load_npz_cases", "make_inputs", "verdict",
+    "compare_baseline", "environment", "expand_sizes", "get_profile", "load_npz_cases", "make_inputs", "sweep_sizes",
+    "verdict",
 ]
 
 

@@ -48,6 +48,33 @@ def expand_sizes(shapes: Mapping[str, Sequence[int]] | None) -> list[dict[str, i
     return [dict(zip(names, combo)) for combo in itertools.product(*(list(shapes[n]) for n in names))]
 
 
+# Sizes a conversion's parity check runs each open dim at (one per seed, in turn): a batch of one and
+# of several, and sequences shorter, equal to and longer than the usual example of 16 (odd lengths
+# catch a converter that baked an even split or a power of two).
+_SWEEP = {"batch": (1, 3, 2), "seq": (7, 16, 33)}
+
+
+def sweep_sizes(specs: Sequence[TensorSpec], bounds: Mapping[str, tuple[int, int]] | None = None) -> list[dict[str, int]]:
+    """Several concrete sizes for each open dim of `specs` ([{}] when every dim is fixed), kept within
+    `bounds` ({dim: (low, high)}: the ranges the source was captured for).
+
+    A batch-like dim runs at 1, 3 and 2, any other at 7, 16 and 33; dims named by an input and axis
+    ("x.2", an open image height) keep the single default size, as a model may need a minimum there."""
+    names = [d for d in symbolic_dims(specs) if "." not in d]
+    if not names:
+        return [{}]
+    out = []
+    for i in range(3):
+        sizes = {}
+        for name in names:
+            size = _SWEEP["batch" if "batch" in name else "seq"][i]
+            low, high = (bounds or {}).get(name, (1, size))
+            sizes[name] = int(min(max(size, low), high))
+        if sizes not in out:
+            out.append(sizes)
+    return out
+
+
 def symbolic_dims(specs: Sequence[TensorSpec]) -> list[str]:
     return sorted({d for s in specs for d in s.shape if isinstance(d, str)})
 
@@ -79,11 +106,13 @@ def check_parity(
     progress: CaseFn | None = None,
     reference: str = "auto",
     noise_factor: float = NOISE_FACTOR,
+    paired: bool = False,
 ) -> ParityReport:
     """Compare `converted` against `source`; the report passes only if every output of every case does.
 
     Inputs come from `specs` (default: the source's signature) for each seed and each size dict in
-    `sizes`, or are exactly the user's `cases`. A case the converted model cannot take (a fixed dim
+    `sizes` (`paired=True`: each seed at one size dict, in turn, so a sweep costs no extra cases), or are
+    exactly the user's `cases`. A case the converted model cannot take (a fixed dim
     where the source is dynamic) fails with a message saying which input and axis. `localize=None`
     localises only when something fails; True always; False never. `stat` picks the gating statistic
     (rel_l2, max_abs, max_rel, mean_abs, median_abs); `rtol` is then its threshold. `generate=N`
@@ -106,7 +135,7 @@ def check_parity(
                        prof.description + ("" if rtol is None else f"; threshold set to {float(rtol):g} by rtol"))
         rtol = None
     specs = list(specs if specs is not None else (source.specs or converted.specs or []))
-    labelled = _cases(specs, seeds, cases, sizes)
+    labelled = _cases(specs, seeds, cases, sizes, paired)
     tolerances = dict(tolerances or {})
     check_reference_mode(reference)
     if not noise_factor >= 1.0:
@@ -180,6 +209,7 @@ def _cases(
     seeds: Sequence[int],
     cases: Sequence[Mapping[str, np.ndarray]] | None,
     sizes: Mapping[str, int] | Sequence[Mapping[str, int]] | None,
+    paired: bool = False,
 ) -> list[tuple[str, int | None, dict[str, int], dict[str, np.ndarray]]]:
     if cases is not None:
         out = [(_label(None, {}, i), None, {}, dict(c)) for i, c in enumerate(cases)]
@@ -194,8 +224,12 @@ def _cases(
                                  hint="name a dynamic dim of the source, e.g. --shapes " + (f"{known[0]}=8,16"
                                       if known else "(export the source with dynamic_shapes first)"))
         swept = len(size_list) > 1  # sizes go into labels only when they vary, so labels stay stable
-        out = [(_label(seed, s if swept else {}), seed, s, make_inputs(specs, seed, s))
-               for s in size_list for seed in seeds]
+        if paired and seeds:
+            count = max(len(seeds), len(size_list))
+            pairs = [(size_list[i % len(size_list)], list(seeds)[i % len(seeds)]) for i in range(count)]
+        else:
+            pairs = [(s, seed) for s in size_list for seed in seeds]
+        out = [(_label(seed, s if swept else {}), seed, s, make_inputs(specs, seed, s)) for s, seed in pairs]
     if not out:
         raise InputError("check_parity needs at least one seed or case")
     return out

@@ -66,9 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", help="architecture of a state_dict checkpoint (see `porttax models list`)")
     c.add_argument("--config", help="JSON config for --arch")
     c.add_argument("--input-shape", action="append", metavar="SHAPE",
-                   help="input shape, e.g. 1,3,224,224; repeat for several inputs")
+                   help="input shape, e.g. 1,3,224,224 (a name such as batch,3,224,224 keeps that dim open); "
+                   "repeat for several inputs")
     c.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help="input dtype (float32, int64, ...); repeat per input")
+    c.add_argument("--static", action="store_true",
+                   help="capture with every input dim fixed (default: an open batch, and sequence for token inputs, "
+                   "or the names in --input-shape such as batch,3,224,224, stay open in every target)")
     c.add_argument("--route", choices=["fallback", "direct", "onnx", "onnx2tf", "auto"], default="fallback",
                    help="PyTorch → Keras/SavedModel road: fallback (default: direct op mapping, and through ONNX "
                    "only where the direct road has no converter for an op), direct (never ONNX), through ONNX "
@@ -303,7 +307,7 @@ def _convert(args: argparse.Namespace) -> int:
         quantize=args.quantize, calibration=args.calibration, profile=args.profile, reference=args.reference,
         progress=progress,
         dtype=args.dtype, max_shard_size=args.max_shard_size, weight_map_from=args.weight_map,
-        max_cache_len=args.max_cache_len,
+        max_cache_len=args.max_cache_len, static=args.static,
     )
     report = result.to_dict()
     if args.report:

@@ -59,6 +59,7 @@ def convert(
     quantize: str | None = None,
     calibration: str | Path | None = None,
     progress: Progress | None = None,
+    static: bool = False,
 ) -> ConversionResult:
     """Convert a model between PyTorch and Keras 3 / TensorFlow, write it atomically, prove it, price it.
 
@@ -90,6 +91,10 @@ def convert(
     `reference` ("auto", "float64", "none") is parity's float64 reference: by default each output is
     judged against the error the source itself makes in float32 (porttax.parity.reference); "none"
     keeps the profile's fixed threshold.
+    A source porttax captures itself (a checkpoint with an architecture, a trusted pickle or TorchScript
+    archive with named dims in `input_shapes` such as ("batch", 3, 224, 224)) is captured with an open
+    batch (and sequence) dim, which every target keeps; `static=True` fixes every dim to the example's
+    size instead. Parity then runs at several sizes of each open dim.
     Parity runs on the written artefact, reloaded the way a user would load it, before it is moved
     into place. The result says whether parity passed; it does not raise on drift, so a caller can
     still inspect the report (the CLI turns a failure into exit code 1).
@@ -100,7 +105,7 @@ def convert(
     from porttax.sources import kind_of
 
     load = LoadOptions(example_inputs=example_inputs, input_shapes=input_shapes, input_dtypes=input_dtypes,
-                       arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code)
+                       arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code, static=static)
     job = ConvertJob(source, output=output, load=load, parity=parity, seeds=tuple(seeds), profile=profile,
                      reference=check_reference_mode(reference),
                      measure_latency=measure_latency, force=force, jit=jit, channels_first=channels_first,
@@ -142,17 +147,21 @@ def _load(job: ConvertJob, *, whole_program: bool) -> None:
     opts = job.load
     job.src = load_torch_source(source, example_inputs=opts.example_inputs, input_shapes=opts.input_shapes,
                                 input_dtypes=opts.input_dtypes, arch=opts.arch, config=opts.config,
-                                trust_pickle=opts.trust_pickle, trust_code=opts.trust_code, stream=opts.stream)
+                                trust_pickle=opts.trust_pickle, trust_code=opts.trust_code, stream=opts.stream,
+                                static=opts.static)
     job.log = job.src.import_log  # the ONNX → torch mapping of an ONNX source; None otherwise
     src = job.src
     if whole_program and getattr(src, "streamed", False):
-        from porttax.sources.torch_program import export_module
+        from porttax.sources.torch_program import capture_module
+        from porttax.sources.torch_source import open_axes_of
 
         progress.stage(f"reading every weight: --to {job.target} needs the whole model in memory")
-        src.program = export_module(src.runnable(), src.example, src.path)
+        src.program, _ = capture_module(src.runnable(), src.example, src.path, open_axes_of([s.shape for s in src.specs]))
     sig = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in src.specs)
     how = "through the ONNX road" if src.capture == "onnx" else "with torch.export"
     progress.stage(f"captured {src.origin} {how}: {sig}")
+    for note in getattr(src, "capture_notes", None) or []:
+        progress.stage(note)
     upgrade = getattr(src, "onnx_opset", None) or {}
     if "converted_at" in upgrade:
         progress.stage(f"ONNX opset {upgrade['file_opset']} upgraded to {upgrade['converted_at']} by "

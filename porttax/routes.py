@@ -42,7 +42,7 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
         road = _direct(src, progress) if route == "direct" else _via_onnx(src, seeds, profile, progress, reference)
         if road.built is None:
             raise road.error  # type: ignore[attr-defined]
-        road.chosen = True
+        _take(road, src, progress)
         return road.built, [road]
     roads = []
     for name in ("direct", "onnx"):
@@ -60,7 +60,7 @@ def build_keras(src: Any, route: str, *, seeds: Sequence[int], profile: str, pro
             "no road converted the model: " + "; ".join(f"{r.road}: {r.reason}" for r in roads))
         error.roads = [r.to_dict() for r in roads]  # type: ignore[attr-defined]  (audits report each road)
         raise error
-    winner.chosen = True
+    _take(winner, src, progress)
     progress.stage(f"route auto: kept the {winner.road} road")
     return winner.built, roads
 
@@ -86,7 +86,8 @@ def _fallback(src: Any, *, seeds: Sequence[int], profile: str, progress: Progres
         error.args = (f"{error.args[0]}\n(the ONNX road was tried too and did not convert it either: "
                       f"{onnx.reason})", *error.args[1:])
         raise error
-    onnx.status, onnx.chosen = "converted", True  # the target checks the written artefact next
+    onnx.status = "converted"  # the target checks the written artefact next
+    _take(onnx, src, progress)
     return onnx.built, [direct, onnx]
 
 
@@ -99,15 +100,43 @@ def _missing(reason: str | None) -> str:
 def _direct(src: Any, progress: Progress) -> Road:
     from porttax.converters.torch_to_keras.driver import convert_exported_program
 
+    from porttax.converters.torch_to_keras.symbolic import is_open_size_refusal
+
     road = Road("direct")
     progress.stage("converting ops to Keras layers (direct road)")
     try:
-        result = convert_exported_program(src.program, name=src.name, progress=progress.step)
+        try:
+            result = convert_exported_program(src.program, name=src.name, progress=progress.step)
+        except UnsupportedError as exc:
+            if not is_open_size_refusal(exc) or not _fix_sizes(src, exc, progress):
+                raise
+            result = convert_exported_program(src.program, name=src.name, progress=progress.step)
     except PorttaxError as exc:
         road.reason, road.error = _reason(exc), exc  # type: ignore[attr-defined]
         return road
     _built(road, result)
     return road
+
+
+def _fix_sizes(src: Any, exc: UnsupportedError, progress: Progress) -> bool:
+    """Capture `src` again with every dim fixed to its example's size, after the direct road refused an
+    open size; the note (and the report's capture notes) say which op and why. False when there is
+    nothing to capture again from."""
+    from porttax.sources.torch_program import export_module, specs_from_program
+
+    torch_module = getattr(src, "module", None)
+    if src.example is None or torch_module is None:
+        return False
+    from porttax._frameworks import import_torch
+
+    runnable = torch_module if isinstance(torch_module, import_torch().nn.Module) else src.program.module()
+    src.program = export_module(runnable, src.example, src.path)
+    src.specs = specs_from_program(src.program)
+    note = (f"the direct road cannot keep every size open ({str(exc.args[0]).splitlines()[0][:200]}); "
+            "converted at the example's fixed sizes")
+    src.capture_notes.append(note)
+    progress.stage(note)
+    return True
 
 
 def _reason(exc: Exception) -> str:
@@ -156,7 +185,36 @@ def _via_onnx(src: Any, seeds: Sequence[int], profile: str, progress: Progress, 
             road.reason, road.error = _reason(exc).replace(str(path), path.name), exc  # type: ignore[attr-defined]
             return road
     _built(road, result)
+    road.specs = _fixed_by(result.model, src.specs)  # type: ignore[attr-defined]
     return road
+
+
+def _fixed_by(model: Any, specs: Sequence[Any]) -> list[Any]:
+    """`specs` with each open dim that `model`'s inputs fix replaced by that size: the ONNX road reads
+    the file porttax exported at fixed sizes where the ONNX → torch step cannot keep a size open."""
+    from dataclasses import replace
+
+    out = []
+    for spec, kin in zip(specs, model.inputs):
+        held = tuple(kin.shape)
+        shape = tuple(held[i] if isinstance(d, str) and i < len(held) and held[i] is not None else d
+                      for i, d in enumerate(spec.shape))
+        out.append(replace(spec, shape=shape))
+    return out
+
+
+def _take(road: Road, src: Any, progress: Progress) -> None:
+    """Mark `road` chosen; a road that fixed open sizes fixes them in the source's signature too, said."""
+    road.chosen = True
+    specs = getattr(road, "specs", None)
+    if specs is None or [s.shape for s in specs] == [s.shape for s in src.specs]:
+        return
+    fixed = sorted({d for old, new in zip(src.specs, specs) for d, n in zip(old.shape, new.shape)
+                    if isinstance(d, str) and not isinstance(n, str)})
+    note = f"the {road.road} road fixes {', '.join(fixed)} to the sizes it was exported at"
+    src.specs = list(specs)
+    src.capture_notes.append(note)
+    progress.stage(note)
 
 
 def _built(road: Road, result: Any) -> None:
@@ -170,12 +228,16 @@ def _built(road: Road, result: Any) -> None:
 def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress: Progress,
              reference: str = "auto") -> None:
     from porttax.parity import KerasRunner, check_parity, make_inputs
+    from porttax.parity import sweep_sizes
+    from porttax.targets._check import bounds_of as _bounds
     from porttax.tax import time_call
 
     model = road.built[0]
     runner = KerasRunner(model, compiled=True, name=f"{model.name} ({road.road} road)")
     progress.stage(f"checking the {road.road} road against the source")
-    report = check_parity(_torch_runner(src), runner, src.specs, seeds=seeds, profile=profile, reference=reference)
+    specs = getattr(road, "specs", None) or src.specs  # the sizes the road keeps open
+    report = check_parity(_torch_runner(src), runner, specs, seeds=seeds, profile=profile, reference=reference,
+                          sizes=sweep_sizes(specs, _bounds(src)), paired=True)
     road.drift_rel_l2 = report.worst_rel_l2
     if (noise := report.worst_noise) is not None:
         road.drift_vs_reference = max(o.noise.converted_error for c in report.cases for o in c.outputs if o.noise)

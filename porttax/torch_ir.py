@@ -16,6 +16,21 @@ from porttax.layer_map import Tap
 _CALL_SUFFIX = re.compile(r"@(\d+)$")
 
 
+def size_hints(shape: Any) -> tuple[int, ...]:
+    """A recorded shape as ints: symbolic sizes as the example's value.
+
+    Never `int(d)` on a symbolic size: that guards the program's shape environment, which from then
+    on treats the size as fixed for every node that uses it (a dynamic batch becomes batch 2)."""
+    out = []
+    for d in shape:
+        if isinstance(d, int):
+            out.append(d)
+            continue
+        hint = getattr(d.node, "hint", None)
+        out.append(int(hint) if hint is not None else int(d))
+    return tuple(out)
+
+
 def decompose(ep: Any) -> Any:
     """The IR the converters see; the parity localiser runs the source on the same IR so taps line up."""
     return ep.run_decompositions({})  # functional ops only; composite ops such as linear stay whole
@@ -56,6 +71,6 @@ def module_outputs(graph: Any) -> list[tuple[Tap, Any]]:
     for order, (_, _, call, type_name, node) in enumerate(found):
         n = counts.get(call, 0)
         counts[call] = n + 1
-        shape = [int(d) for d in node.meta["val"].shape]
+        shape = list(size_hints(node.meta["val"].shape))
         taps.append((Tap(f"{call}#{n}", _CALL_SUFFIX.sub("", call), type_name, order, shape=shape), node))
     return taps

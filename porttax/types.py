@@ -90,6 +90,8 @@ class LoadOptions:
     trust_pickle: bool = False
     trust_code: bool = False
     stream: bool | None = None  # None: stream a checkpoint's weights when it is large (porttax.lazy_weights)
+    # capture with every dim fixed to the example's size, instead of an open batch (and sequence)
+    static: bool = False
 
 
 @dataclass
@@ -175,7 +177,9 @@ class ConversionResult:
             # ONNX sources: {input name in the converted model: the name in the file}, where they differ
             "source_input_names": {k: v for k, v in (getattr(self.source, "onnx_input_names", None) or {}).items()
                                    if k != v} or None,
-            "inputs": [s.to_dict() for s in self.source.specs],
+            "inputs": [s.to_dict() for s in self.source.specs],  # named dims ("batch", "seq") are open
+            # what the capture or the direct road could not keep open, and why
+            "shape_notes": list(getattr(self.source, "capture_notes", None) or []),
             "target": self.target,
             "output": str(self.output) if self.output else None,
             "passed": self.passed,

@@ -7,6 +7,8 @@ test fails for any registered op that no sample exercises. Real torch and Keras,
 
 from __future__ import annotations
 
+import inspect
+
 import subprocess
 import sys
 from typing import Any
@@ -63,8 +65,12 @@ def _assert_close(got: np.ndarray, want: np.ndarray, tol: float, what: str) -> N
     assert rel <= tol, f"{what}: ‖keras − torch‖/‖torch‖ = {rel:.3g} > {tol:g} (max abs {worst:.3g})"
 
 
-def _convert(model: Any, inputs: tuple[Any, ...]) -> tuple[Any, Any]:
-    ep = torch.export.export(model, inputs)
+def _convert(model: Any, inputs: tuple[Any, ...], open_axes: Any = None) -> tuple[Any, Any]:
+    dynamic: Any = tuple({a: torch.export.Dim.AUTO for a in axes} for axes in open_axes) if open_axes else None
+    params = inspect.signature(model.forward).parameters.values()
+    if dynamic and any(p.kind == p.VAR_POSITIONAL for p in params):
+        dynamic = (dynamic,)  # forward(*xs): one argument holding every input
+    ep = torch.export.export(model, inputs, dynamic_shapes=dynamic)
     return ep, convert_exported_program(ep)
 
 
@@ -74,13 +80,17 @@ def test_converter_matches_torch(sample: Sample) -> None:
     unknown = set(sample.ops) - REGISTERED
     assert not unknown, f"sample lists ops with no registered converter: {sorted(unknown)}"
     model, inputs = sample.make()
-    _, result = _convert(model, inputs)
+    _, result = _convert(model, inputs, sample.open_axes)
     missing = [op for op in sample.ops if op not in _graph_ops(result.log)]
     assert not missing, f"the exported graph does not contain {missing}: the sample does not test them"
     ran = {name for record in result.log.layers.values() for name in record.converters}
     idle = [op for op in sample.ops if REGISTRY.lookup("torch", "keras", op).name not in ran]
     assert not idle, f"the converters of {idle} never ran (folded into constants?): the sample does not test them"
     _assert_matches_torch(sample, model, inputs, result.model)
+    if sample.open_axes:
+        opened = [(i, a) for i, axes in enumerate(sample.open_axes) for a in axes]
+        assert all(result.model.inputs[i].shape[a] is None for i, a in opened), result.model.inputs
+        _assert_matches_torch(sample, model, sample.resized(), result.model)  # other sizes, same model
 
 
 def _assert_matches_torch(sample: Sample, model: Any, inputs: tuple[Any, ...], converted: Any) -> None:

@@ -6,6 +6,7 @@ from porttax.converters.torch_to_keras import (  # noqa: F401  (registration sid
     conv,
     elementwise,
     embedding,
+    factories,
     linear,
     math_functions,
     norm,

@@ -16,6 +16,7 @@ import numpy as np
 
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, const_to_numpy, layout_letters, live_val
+from porttax.converters.torch_to_keras.symbolic import is_symbolic
 
 
 @torch_to_keras("aten.scaled_dot_product_attention")
@@ -50,14 +51,14 @@ def sdpa(call: Call) -> Val:
     if groups > 1:
         held = [qv.shape[p] for p in (qv.perm or range(qv.rank))]
         h_at = layout_letters(batch + "hle", qv.perm).index("h")
-        q = ops.reshape(q, held[:h_at] + [held[h_at] // groups, groups] + held[h_at + 1:])
+        q = call.ctx.reshape(q, held, held[:h_at] + [held[h_at] // groups, groups] + held[h_at + 1:], what=call.op)
     elif call.args.get("enable_gqa") and kv.shape[-3] != qv.shape[-3]:
         rep = qv.shape[-3] // kv.shape[-3]
         k = ops.repeat(k, rep, axis=k_in.index("h"))
         v = ops.repeat(v, rep, axis=v_in.index("h"))
-    additive = _additive_mask(call, mask, batch, groups, L, S)
+    additive = _additive_mask(call, mask, batch, groups, qv.dims[-2] if qv.dims else L, kv.dims[-2] if kv.dims else S)
     heads = _PerHead(q_in, k_in, v_in, split="".join(c for c in q_in if c in batch or c == kv_head))
-    if heads.worthwhile(qv, S, groups):
+    if heads.worthwhile(qv, S, groups) and not any(d is None for t in (q, k, v) for d in tuple(t.shape)):
         out = heads.attention(ops, q, k, v, scale, additive)
     else:
         scores_sub = batch + q_heads + "ls"
@@ -72,7 +73,10 @@ def sdpa(call: Call) -> Val:
         out_sub = layout_letters(batch + "hlv", qv.perm).replace("h", q_heads)
         out = ops.einsum(f"...{scores_sub},...{v_in}->...{out_sub}", weights, v)
     if groups > 1:
-        out = ops.reshape(out, [call.out_shape[p] for p in (qv.perm or range(len(call.out_shape)))])
+        held_out = [call.out_shape[p] for p in (qv.perm or range(len(call.out_shape)))]
+        h_at = layout_letters(batch + "hle", qv.perm).index("h")
+        grouped = held_out[:h_at] + [held_out[h_at] // groups, groups] + held_out[h_at + 1:]
+        out = call.ctx.reshape(out, grouped, held_out, what=call.op)
     return live_val(out, call.out_shape, qv.perm)
 
 
@@ -181,12 +185,12 @@ class _Mask:
             return np.transpose(self.values, perm)
         shape = self.values.shape
         moved = [p for p in perm if shape[p] != 1]
-        if moved == sorted(moved):
+        if moved == sorted(moved) and None not in tuple(shape):
             return ops.reshape(self.values, [shape[p] for p in perm])
         return ops.transpose(self.values, perm)
 
 
-def _additive_mask(call: Call, mask: Any, batch: str, groups: int, L: int, S: int) -> _Mask | None:
+def _additive_mask(call: Call, mask: Any, batch: str, groups: int, L: Any, S: Any) -> _Mask | None:
     """The causal flag and the attention mask as one additive mask (0 / -inf where a bool mask is False).
 
     Added rather than selected: the same numbers (x + 0 == x), and TF's broadcasting SelectV2 over the
@@ -196,7 +200,11 @@ def _additive_mask(call: Call, mask: Any, batch: str, groups: int, L: int, S: in
     ops = call.ctx.ops
     neg = np.float32(-np.inf)
     total = None
-    if call.args.get("is_causal"):
+    if call.args.get("is_causal") and (is_symbolic(L) or is_symbolic(S)):  # built at run time from the sizes
+        rows = ops.expand_dims(call.ctx.sizes.arange(L, "int32"), 1)
+        cols = ops.expand_dims(call.ctx.sizes.arange(S, "int32"), 0)
+        total = ops.where(ops.less_equal(cols, rows), np.float32(0), neg)
+    elif call.args.get("is_causal"):
         total = np.where(np.tril(np.ones((L, S), dtype=bool)), np.float32(0), neg)
     if mask is not None:
         if "bool" in str(mask.dtype):
@@ -208,7 +216,11 @@ def _additive_mask(call: Call, mask: Any, batch: str, groups: int, L: int, S: in
         return None
     rank = len(batch) + 3
     shape = (1,) * (rank - len(total.shape)) + tuple(total.shape)
-    total = np.reshape(total, shape) if isinstance(total, np.ndarray) else ops.reshape(total, shape)
+    if isinstance(total, np.ndarray):
+        total = np.reshape(total, shape)
+    else:
+        for _ in range(rank - len(total.shape)):  # expand_dims keeps open sizes open, where a reshape fixes them
+            total = ops.expand_dims(total, 0)
     letters = batch + "hls"
     if groups > 1:  # grouped heads share a mask without per-head values (_shared_kv_heads)
         total = np.expand_dims(total, -3) if isinstance(total, np.ndarray) else ops.expand_dims(total, -3)

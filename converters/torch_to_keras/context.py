@@ -18,10 +18,12 @@ import numpy as np
 
 from porttax._frameworks import import_keras, import_torch
 from porttax.converters.mapping_log import LayerRecord, MappingLog, WeightPort
+from porttax.converters.torch_to_keras.symbolic import Sizes, dims_of, symbolic_reshape
 from porttax.converters.transforms import Identity, Transform, Transpose
 from porttax.dtype_policy import HALF_DTYPES, exactly_representable, is_narrowing, stores_narrower
 from porttax.errors import UnsupportedError
 from porttax.layer_map import keras_layer_name  # the naming rule lives in the base: parity matches by it too
+from porttax.torch_ir import size_hints
 
 Perm = tuple[int, ...] | None
 
@@ -69,6 +71,9 @@ class Val:
     # (value, repeats, source dim) when this is value.repeat_interleave(repeats, dim): attention with
     # grouped-query heads reads the unrepeated keys/values instead of materialising the copies
     repeat_of: tuple["Val", int, int] | None = None
+    # the shape in the source layout as ints and sympy expressions of the export's size symbols, when
+    # the source was captured with symbolic dims (see converters.torch_to_keras.symbolic)
+    dims: tuple[Any, ...] | None = None
     _views: dict = field(default_factory=dict)
 
     @property
@@ -114,6 +119,7 @@ class Context:
         # LLM's decode step), by name: a layer configured the same is called again, not rebuilt, so
         # both Keras models share its variables and no weight is read twice
         self.reuse = reuse or {}
+        self.sizes = Sizes(self.ops)  # where each symbolic size is read at run time
 
     # ---- naming ------------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
@@ -155,8 +161,8 @@ class Context:
         move = tuple(src.index(d) for d in dst)
         out_shape = [val.shape[d] for d in dst]
         non_unit = [m for m in move if val.shape[src[m]] != 1]
-        if non_unit == sorted(non_unit):
-            out = self.ops.reshape(val.tensor, out_shape)
+        if non_unit == sorted(non_unit) and sum(d is None for d in tuple(val.tensor.shape)) <= 1:
+            out = self.reshape(val.tensor, [val.shape[d] for d in src], out_shape)
             self.log.reshapes_for_layout += 1
         else:
             out = permute(self.ops, val.tensor, move)
@@ -171,6 +177,11 @@ class Context:
                 self.log.source_transposes += 1
         val._views[want] = out
         return out
+
+    def reshape(self, x: Any, source: Sequence[int], target: Sequence[int], target_dims: Sequence[Any] | None = None,
+                what: str = "reshape") -> Any:
+        """`ops.reshape` that keeps symbolic sizes open (see symbolic.reshape)."""
+        return symbolic_reshape(self, x, source, target, target_dims, what)
 
     def align(self, vals: Sequence[Any], out_rank: int) -> tuple[list[Any], Perm]:
         """Operands of a broadcasting op in one common layout.
@@ -414,7 +425,12 @@ class Call:
     @property
     def out_shape(self) -> tuple[int, ...]:
         meta = self.node.meta.get("val")
-        return tuple(int(d) for d in meta.shape)
+        return size_hints(meta.shape)
+
+    @property
+    def out_dims(self) -> tuple[Any, ...]:
+        """The output shape as ints and symbolic sizes (sympy expressions)."""
+        return dims_of(self.node.meta["val"].shape)
 
     @property
     def out_dtype(self) -> str:

@@ -16,9 +16,12 @@ from porttax._frameworks import import_keras, import_torch
 from porttax.converters.mapping_log import MappingLog
 from porttax.converters.registry import REGISTRY, Converter
 from porttax.converters.torch_to_keras.context import Call, Context, Val, live_val
+from porttax.converters.torch_to_keras.symbolic import (
+    STATIC_HINT, any_symbolic, dims_of, symbolic_scalar, symbolic_tensor,
+)
 from porttax.errors import UnsupportedError
 from porttax.layer_map import MAX_CONST_ELEMENTS, LayerMap, Tap
-from porttax.torch_ir import decompose, module_outputs
+from porttax.torch_ir import decompose, module_outputs, size_hints
 
 SOURCE, TARGET = "torch", "keras"
 
@@ -29,6 +32,12 @@ _SHAPE_ONLY = {
 }
 # Ops that only assert or annotate; they produce no value the model needs.
 _NO_VALUE = {"aten._assert_tensor_metadata", "aten._assert_scalar", "aten.sym_constrain_range_for_size"}
+# Ops whose converters read symbolic size arguments from the output shape the export recorded; any
+# other op that takes a size computed from an open dim is refused (its value would be the example's).
+_SIZE_ARGS = {
+    "aten.view", "aten._unsafe_view", "aten.expand", "aten.slice", "aten.full", "aten.arange", "aten.zeros",
+    "aten.ones", "aten.empty", "aten.eye", *_SHAPE_ONLY,
+}
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -101,6 +110,11 @@ class OpUse:
     code: str = ""  # the last line of the source stack trace, when torch recorded one
 
 
+def _is_tensor(node: Any) -> bool:
+    meta = node.meta.get("val")
+    return hasattr(meta, "shape") and hasattr(meta, "dtype")
+
+
 def scan_ops(ep: Any) -> list[OpUse]:
     """Every call_function node of a decomposed program, with its module and converter.
 
@@ -119,6 +133,8 @@ def scan_ops(ep: Any) -> list[OpUse]:
             continue
         if _packet(node) not in _SHAPE_ONLY and any(a in live for a in node.all_input_nodes):
             live.add(node)
+        elif symbolic_tensor(node) or (_is_tensor(node) and any(symbolic_scalar(a) for a in node.all_input_nodes)):
+            live.add(node)  # its shape or value depends on an open size: computed in the model, not folded
         needs = node.target is not operator.getitem and _packet(node) not in _NO_VALUE
         path, type_name = _module_of(node)
         trace = (node.meta.get("stack_trace") or "").strip().splitlines()
@@ -205,7 +221,7 @@ def convert_exported_program(
             if isinstance(v, Val):
                 if v.live:  # only shape-only ops see a live input here
                     meta = arg.meta["val"]
-                    return torch.zeros(tuple(int(d) for d in meta.shape), dtype=meta.dtype)
+                    return torch.zeros(size_hints(meta.shape), dtype=meta.dtype)
                 return v.const
             return v
         if isinstance(arg, (list, tuple)):
@@ -220,11 +236,16 @@ def convert_exported_program(
             env[node] = consts[node.name]
             continue
         meta = node.meta["val"]
-        shape = tuple(int(d) for d in meta.shape)
+        shape = size_hints(meta.shape)
+        dims = dims_of(meta.shape)
+        open_shape = [None if not isinstance(d, int) else d for d in dims]
         dtype = str(meta.dtype).replace("torch.", "")
-        kin = keras.Input(shape=shape[1:], batch_size=shape[0] if shape else None, dtype=dtype, name=node.name)
+        kin = keras.Input(shape=open_shape[1:], batch_size=open_shape[0] if shape else None, dtype=dtype,
+                          name=node.name)
         inputs.append(kin)
+        ctx.sizes.add_input(kin, dims)
         env[node] = live_val(kin, shape)
+        env[node].dims = dims
 
     total = sum(1 for n in nodes if n.op == "call_function")
     done = 0
@@ -257,6 +278,13 @@ def convert_exported_program(
                 continue
             conv = _lookup(node)
             assert conv is not None  # checked above
+            sized = [a for a in node.all_input_nodes if symbolic_scalar(a)]
+            if sized and _packet(node) not in _SIZE_ARGS:
+                record.status = "unsupported"
+                raise UnsupportedError(
+                    f"{_op_label(node)} in {path or '<top level>'} ({type_name}) computes with the size "
+                    f"{sized[0].meta['val']} of an open input dim, which the Keras graph cannot carry",
+                    hint=STATIC_HINT + ", or compute it from tensor ops")
             call = Call(node, _normalize(node), ctx, resolve, path, type_name)
             ctx.current = record
             try:
@@ -321,10 +349,34 @@ def _wrap(result: Any, call: Call) -> Any:
     if isinstance(result, Val):
         if result.shape is None and result.live:
             result.shape = call.out_shape
+        if result.live:
+            _check_open(result, dims_of(call.node.meta["val"].shape), call)
         return result
     if isinstance(result, list):
+        metas = call.node.meta.get("val")
+        for item, meta in zip(result, metas if isinstance(metas, (list, tuple)) else []):
+            if isinstance(item, Val) and item.live and hasattr(meta, "shape"):
+                _check_open(item, dims_of(meta.shape), call)
         return Val(items=result)
-    return live_val(result, call.out_shape)
+    out = live_val(result, call.out_shape)
+    _check_open(out, call.out_dims, call)
+    return out
+
+
+def _check_open(val: Val, dims: tuple[Any, ...], call: Call) -> None:
+    """Record the value's symbolic dims, and refuse a converter that fixed one to the example's size."""
+    val.dims = dims
+    if not any_symbolic(dims):
+        return
+    static = tuple(getattr(val.tensor, "shape", ()))
+    if len(static) != len(dims):
+        return
+    for torch_dim, d in enumerate(dims):
+        held = static[val.axis(torch_dim)]
+        if not isinstance(d, int) and held is not None:
+            raise call.unsupported(
+                f"its converter fixes the open size {d} (dim {torch_dim}) to {held}, the example's size",
+                hint=STATIC_HINT + ", or open an issue with the model")
 
 
 def _constant_output(keras: Any, anchor: Any, v: Val) -> Any:

@@ -35,6 +35,7 @@ from porttax.converters.mapping_log import WeightPort
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, const_to_numpy, live_val
 from porttax.converters.transforms import GateReorder, Identity, Transform, Transpose
+from porttax.torch_ir import size_hints
 
 # A time-major (time, batch, features) torch value held batch-major, as Keras' RNN layers want it.
 TIME_MAJOR = (1, 0, 2)
@@ -91,8 +92,8 @@ def _recurrent(call: Call, kind: _Kind) -> list[Val]:
     _check(call, kind, params, has_biases, num_layers, dirs)
 
     metas = call.node.meta["val"]
-    out_shape = tuple(int(d) for d in metas[0].shape)
-    state_shape = tuple(int(d) for d in metas[1].shape)  # (num_layers * dirs, batch, hidden)
+    out_shape = size_hints(metas[0].shape)
+    state_shape = size_hints(metas[1].shape)  # (num_layers * dirs, batch, hidden)
     units = state_shape[-1]
     x = ctx.in_layout(call.val("input"), None if batch_first else TIME_MAJOR)
     initial = _initial_states(call, kind, state_shape, anchor=x)

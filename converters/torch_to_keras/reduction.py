@@ -6,13 +6,14 @@ from typing import Any
 
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
+from porttax.torch_ir import size_hints
 
 
 def _reduce(call: Call, fn: Any, dim_arg: str = "dim", *, meta: Any = None, **extra: Any) -> Val:
     """`fn(x, axis=, keepdims=)` over the dims torch names, in the value's own layout. `meta` is the
     torch result this computes (one item of a multi-output op's), by default the node's only one."""
     meta = call.node.meta["val"] if meta is None else meta
-    out_shape, out_dtype = tuple(int(d) for d in meta.shape), str(meta.dtype).replace("torch.", "")
+    out_shape, out_dtype = size_hints(meta.shape), str(meta.dtype).replace("torch.", "")
     v = call.val("self")
     dims = call.args.get(dim_arg)
     if dims is None or dims == []:

@@ -45,6 +45,10 @@ class Sample:
     inputs: Callable[[], tuple[Any, ...]]  # -> tuple of tensors
     tol: float = 1e-5  # max ‖keras − torch‖ / ‖torch‖
     note: str = ""
+    # captured with these axes open (per input {axis: name}; torch.export's Dim.AUTO), and checked again
+    # at `resized` inputs: the converted model must take other sizes there
+    open_axes: tuple[dict[int, str], ...] | None = None
+    resized: Callable[[], tuple[Any, ...]] | None = None
 
     def make(self) -> tuple[Any, tuple[Any, ...]]:
         """The model in eval mode and its inputs, both deterministic.
@@ -122,6 +126,18 @@ def _seq(*layers: Callable[[], Any]) -> Callable[[], Any]:
 
 IMG = (2, 3, 8, 8)  # a small NCHW batch
 SEQ = (2, 3, 10)  # a small NCL batch
+
+def _sized_tensors(x: Any) -> Any:
+    """Tensors made from x's (open) sizes by every factory op: what a captured model computes from
+    its batch and sequence length (positions, causal masks, identity masks, zero states)."""
+    b, s = x.shape[0], x.shape[1]
+    positions = torch.arange(s) + torch.arange(1, s + 1) + torch.arange(0, 2 * s, 2)
+    square = (torch.full((s, s), 2.0) + torch.eye(s) + torch.zeros(s, s) + torch.ones(s, s)
+              + torch.empty(s, s).fill_(0.5)).triu(1)
+    like = torch.zeros_like(x) + torch.ones_like(x) + torch.full_like(x, 3.0) + torch.empty_like(x).fill_(1.0)
+    rows = x.new_zeros((b, s)) + x.new_ones((b, s)) + x.new_full((b, s), 4.0) + x.new_empty((b, s)).fill_(1.0)
+    return x * positions[None, :, None] + square.sum(-1)[None, :, None] + like + rows[..., None]
+
 
 SAMPLES: list[Sample] = [
     # ---- linear ---------------------------------------------------------------------------------
@@ -571,6 +587,21 @@ SAMPLES: list[Sample] = [
                dw=lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4),
                mlp=_seq(lambda: nn.LayerNorm(4), lambda: nn.Linear(4, 8), lambda: nn.GELU(), lambda: nn.Linear(8, 4))),
            _x((2, 4, 6, 6))),
+    # ---- open sizes: batch and sequence captured symbolic (converters.torch_to_keras.symbolic) --------
+    Sample("factories_of_open_sizes",
+           ("aten.arange", "aten.full", "aten.eye",
+            "aten.zeros", "aten.ones", "aten.empty", "aten.fill.Scalar", "aten.zeros_like", "aten.ones_like",
+            "aten.full_like", "aten.empty_like", "aten.new_zeros", "aten.new_ones", "aten.new_full",
+            "aten.new_empty"),
+           _fn(lambda m, x: _sized_tensors(x)), _x((2, 5, 3)), open_axes=({0: "batch", 1: "seq"},),
+           resized=_x((3, 9, 3))),
+    Sample("open_seq_views_and_cut_table",
+           ("aten.view", "aten.slice.Tensor", "aten.expand", "aten.select.int", "aten.linear"),
+           _fn(lambda m, x: (m.proj(x).view(x.shape[0], x.shape[1], 2, 4) * m.table[: x.shape[1], None, :]
+                             ).reshape(x.shape[0], x.shape[1], 8)[:, -1] + m.bias.expand(x.shape[0], 8),
+               proj=lambda: nn.Linear(6, 8), table=lambda: torch.randn(32, 4), bias=lambda: torch.randn(1, 8)),
+           _x((2, 5, 6)), open_axes=({0: "batch", 1: "seq"},), resized=_x((4, 11, 6)),
+           note="two open sizes through a reshape, a rotary-style table cut to the sequence"),
     Sample("attention_block",
            ("aten.linear", "aten.view", "aten.transpose.int", "aten.scaled_dot_product_attention"),
            _fn(lambda m, x: m.o(F.scaled_dot_product_attention(

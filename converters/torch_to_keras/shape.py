@@ -1,6 +1,7 @@
 """Reshape, permute, concatenate, split, slice and index.
 
-Shapes are static (taken from the exported program), so reshapes use the exact target shape.
+Shapes are taken from the exported program: static dims exactly, symbolic ones (an open batch or
+sequence) kept open through `Context.reshape` and the run-time sizes of converters.torch_to_keras.symbolic.
 Permutes are kept lazy: they update the value's layout instead of emitting a transpose, which lets
 a permute that undoes an earlier layout change (NHWC ↔ NCHW around a LayerNorm, say) cost nothing.
 """
@@ -13,13 +14,16 @@ import numpy as np
 
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, invert, is_identity, live_val
+from porttax.converters.torch_to_keras.symbolic import STATIC_HINT, any_symbolic, is_symbolic, symbolic_scalar
+from porttax.torch_ir import size_hints
 
 
 @torch_to_keras("aten.view", "aten._unsafe_view", "aten.squeeze", "aten.unsqueeze")
 def reshape(call: Call) -> Val:
     """Every view-like op; reshape, flatten, unflatten and view_as reach the graph as view."""
-    x = call.tensor("self")
-    return live_val(call.ctx.ops.reshape(x, call.out_shape), call.out_shape)
+    v = call.val("self")
+    x = call.ctx.torch_layout(v)
+    return live_val(call.ctx.reshape(x, v.shape, call.out_shape, call.out_dims, call.op), call.out_shape)
 
 
 @torch_to_keras("aten.permute")
@@ -53,7 +57,17 @@ def _lazy_permute(v: Val, dims: tuple[int, ...], out_shape: tuple[int, ...]) -> 
 @torch_to_keras("aten.expand")
 def expand(call: Call) -> Val:
     x = call.tensor("self")
-    return live_val(call.ctx.ops.broadcast_to(x, call.out_shape), call.out_shape)
+    dims = call.out_dims
+    if not any_symbolic(dims):
+        return live_val(call.ctx.ops.broadcast_to(x, call.out_shape), call.out_shape)
+    # broadcast_to takes a static shape: an open dim grows from 1 by multiplying with ones of its size
+    v = call.val("self")
+    have = (1,) * (len(dims) - v.rank) + tuple(v.shape)
+    grow = [d if have[i] == 1 and d != 1 else 1 for i, d in enumerate(dims)]
+    ones = call.ctx.sizes.ones(grow, call.out_dtype)
+    if call.out_dtype == "bool":
+        return live_val(call.ctx.ops.logical_and(x, ones), call.out_shape)
+    return live_val(call.ctx.ops.multiply(x, ones), call.out_shape)
 
 
 @torch_to_keras("aten.repeat")
@@ -63,7 +77,7 @@ def repeat(call: Call) -> Val:
     reps = [int(r) for r in call.args["repeats"]]
     x = call.ctx.torch_layout(v)
     if len(reps) > v.rank:
-        x = ops.reshape(x, (1,) * (len(reps) - v.rank) + tuple(v.shape))
+        x = call.ctx.reshape(x, v.shape, (1,) * (len(reps) - v.rank) + tuple(v.shape))
     return live_val(ops.tile(x, reps), call.out_shape)
 
 
@@ -77,8 +91,10 @@ def repeat_interleave(call: Call) -> Val:
     x = v.tensor if perm is not None else call.ctx.torch_layout(v)
     if dim is None:
         x, dim = call.ctx.ops.reshape(x, (-1,)), 0
-    meta = call.node.meta.get("val")
-    if meta is not None and not all(isinstance(d, int) for d in meta.shape):
+    out_dims, in_dims = call.out_dims, v.dims or tuple(v.shape)
+    along = None if call.args.get("dim") is None else int(dim) % len(out_dims)
+    grows = any_symbolic(out_dims) if along is None else is_symbolic(out_dims[along])
+    if grows and (not any_symbolic(in_dims) if along is None else not is_symbolic(in_dims[along])):
         raise call.unsupported("repeat counts from a tensor make the output length data-dependent",
                                hint="pass output_size= to torch.repeat_interleave")
     repeats = call.val("repeats")
@@ -119,7 +135,13 @@ def _slice(call: Call, v: Val, dim: int, start: int, stop: int, step: int, out_d
     ops = call.ctx.ops
     axis = v.perm.index(dim) if v.perm else dim
     kshape = [v.shape[p] for p in v.perm] if v.perm else list(v.shape)
-    if step == 1:
+    if any(d is None for d in tuple(v.tensor.shape)):
+        # an open dim somewhere: Python slicing keeps it open (ops.slice wants every size); this axis
+        # is static here, or its start and stop are literal ints (slice_ handles symbolic bounds)
+        index = [slice(None)] * v.rank
+        index[axis] = slice(start, stop, step)
+        out = v.tensor[tuple(index)]
+    elif step == 1:
         begin = [0] * v.rank
         begin[axis] = start
         size = list(kshape)
@@ -137,6 +159,10 @@ def _slice(call: Call, v: Val, dim: int, start: int, stop: int, step: int, out_d
 def slice_(call: Call) -> Val:
     v = call.val("self")
     dim = int(call.args.get("dim", 0)) % v.rank
+    if any_symbolic(call.out_dims) or not v.live:
+        opened = _open_slice(call, v, dim)
+        if opened is not None:
+            return opened
     size = v.shape[dim]
     start = call.args.get("start") or 0
     end = call.args.get("end")
@@ -145,14 +171,46 @@ def slice_(call: Call) -> Val:
     return _slice(call, v, dim, start, end, step, call.out_shape[dim])
 
 
+def _open_slice(call: Call, v: Val, dim: int) -> Val | None:
+    """A slice along a dim whose size or bounds are symbolic; None when the static path holds."""
+    out_dim = call.out_dims[dim]
+    in_dim = v.dims[dim] if v.dims is not None else v.shape[dim]
+    start, end = call.args.get("start"), call.args.get("end")
+    step = int(call.args.get("step") or 1)
+    if any(symbolic_scalar(b) for b in (start, call.args.get("step"))):
+        raise call.unsupported("a slice that starts at a size computed from an open input dim",
+                               hint=STATIC_HINT)
+    start = int(start or 0)
+    if symbolic_scalar(end) or (is_symbolic(out_dim) and is_symbolic(in_dim) is False):
+        # cut to a run-time length (a rotary table cut to the sequence): gather those positions
+        if start < 0:
+            raise call.unsupported("a slice from a negative start to a symbolic end", hint=STATIC_HINT)
+        index = call.ctx.ops.add(call.ctx.ops.multiply(call.ctx.sizes.arange(out_dim, "int32"), step), start)
+        x = v.tensor if v.live else call.ctx.torch_layout(v)
+        axis = v.axis(dim) if v.live else dim
+        return live_val(call.ctx.ops.take(x, index, axis=axis), call.out_shape, v.perm if v.live else None)
+    if not v.live:
+        return None
+    if start == 0 and step == 1 and out_dim == in_dim:
+        return live_val(v.tensor, v.shape, v.perm)
+    stop = None if end is None or int(end) >= 2 ** 62 else int(end)
+    return _slice(call, v, dim, start, stop, step, call.out_shape[dim])
+
+
 @torch_to_keras("aten.select.int")
 def select(call: Call) -> Val:
     v = call.val("self")
     dim = int(call.args["dim"]) % v.rank
-    index = int(call.args["index"]) % v.shape[dim]
-    sliced = _slice(call, v, dim, index, index + 1, 1, 1)
+    if symbolic_scalar(call.args["index"]):
+        raise call.unsupported("an index computed from an open input dim", hint=STATIC_HINT)
+    raw = int(call.args["index"])
+    if v.dims is not None and is_symbolic(v.dims[dim]):  # x[:, -1] on an open sequence: count from the end
+        sliced = _slice(call, v, dim, raw, raw + 1 if raw != -1 else None, 1, 1)
+    else:
+        index = raw % v.shape[dim]
+        sliced = _slice(call, v, dim, index, index + 1, 1, 1)
     x = call.ctx.torch_layout(sliced)
-    return live_val(call.ctx.ops.reshape(x, call.out_shape), call.out_shape)
+    return live_val(call.ctx.reshape(x, sliced.shape, call.out_shape, call.out_dims, call.op), call.out_shape)
 
 
 def _split_points(size: int, sizes: list[int]) -> list[tuple[int, int]]:
@@ -172,13 +230,14 @@ def split(call: Call) -> list[Val]:
     op = str(call.node.target.overloadpacket)
     if op == "aten.unbind":
         pieces = [
-            live_val(call.ctx.ops.reshape(call.ctx.torch_layout(_slice(call, v, dim, i, i + 1, 1, 1)),
-                                          v.shape[:dim] + v.shape[dim + 1:]), v.shape[:dim] + v.shape[dim + 1:])
+            live_val(call.ctx.reshape(call.ctx.torch_layout(_slice(call, v, dim, i, i + 1, 1, 1)),
+                                      v.shape[:dim] + (1,) + v.shape[dim + 1:], v.shape[:dim] + v.shape[dim + 1:]),
+                     v.shape[:dim] + v.shape[dim + 1:])
             for i in range(size)
         ]
         return pieces
     metas = call.node.meta["val"]
-    sizes = [int(m.shape[dim]) for m in metas]
+    sizes = [size_hints(m.shape)[dim] for m in metas]
     return [_slice(call, v, dim, a, b, 1, b - a) for a, b in _split_points(size, sizes)]
 
 

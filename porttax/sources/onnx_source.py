@@ -53,6 +53,10 @@ def load_onnx_source(path: str | Path, input_shapes: Sequence[Sequence[int]] | N
         t = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
         if input_shapes is not None:
+            if any(isinstance(v, str) for v in input_shapes[n]):
+                raise InputError(f"--input-shape {list(input_shapes[n])}: an ONNX source is converted at fixed sizes, "
+                                 "so every dim needs a number", path=str(path),
+                                 hint="give sizes, e.g. --input-shape 1,3,224,224")
             want = [int(v) for v in input_shapes[n]]
             if len(want) != len(dims) or any(d is not None and d != w for d, w in zip(dims, want)):
                 raise InputError(f"--input-shape {want} does not fit input {inp.name!r} "

@@ -8,9 +8,9 @@ siblings); the converters read the program, parity runs the module.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError
@@ -44,6 +44,8 @@ class TorchSource:
     float_dtype: str = "float32"
     # the dtype its Keras variables store: a half-precision checkpoint's own (porttax.dtype_policy)
     weight_dtype: str = "float32"
+    # what the capture could not keep open, one line each ("input_ids axis 1 (seq) stays 16: ...")
+    capture_notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -107,6 +109,34 @@ def specs_from_program(program: Any) -> list[TensorSpec]:
     return specs
 
 
+def dim_bounds(program: Any) -> dict[str, tuple[int, int]]:
+    """{spec dim name: (lowest, highest) size} of a dynamic export's open dims, from its range constraints,
+    so parity sweeps stay inside the sizes the source was captured for."""
+    from torch.export.graph_signature import InputKind
+
+    user = {s.arg.name for s in program.graph_signature.input_specs if s.kind == InputKind.USER_INPUT}
+    placeholders = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in user]
+    names = _symbolic_dim_names([(n.name, n.meta["val"].shape) for n in placeholders])
+    out = {}
+    for symbol, bounds in getattr(program, "range_constraints", {}).items():
+        name = names.get(str(symbol))
+        if name is None:
+            continue
+        # torch.export reports a lower bound of 2 for every open dim (sizes 0 and 1 are what it specialises
+        # on while capturing), yet the program runs at size 1: only a higher bound is the model's own
+        low = _finite(bounds.lower, 1)
+        out[name] = (1 if low <= 2 else low, _finite(bounds.upper, 2 ** 31))
+    return out
+
+
+def _finite(bound: Any, default: int) -> int:
+    """A range bound as an int; torch's unbounded ends (sympy's oo, torch's int_oo) as `default`."""
+    try:
+        return int(bound)
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return default
+
+
 def _symbolic_dim_names(shapes: list[tuple[str, Any]]) -> dict[str, str]:
     """Readable names for the symbols of a dynamic export (torch keeps s0, s27, not the user's Dim names).
 
@@ -133,13 +163,52 @@ def inference_mode(module: Any) -> Any:
 
 
 def export_module(module: Any, example: tuple[Any, ...], path: str | None = None) -> Any:
+    """The module captured at the example's shapes (every dim fixed)."""
+    return _export(module, example, path, None)
+
+
+OpenAxes = Sequence[Mapping[int, str]]  # per input: {axis: the symbolic dim's name}
+
+
+def capture_module(module: Any, example: tuple[Any, ...], path: str | None = None,
+                   open_axes: OpenAxes | None = None) -> tuple[Any, list[str]]:
+    """The module captured with `open_axes` symbolic (torch.export's Dim.AUTO), and a note for each
+    axis that stayed fixed: the capture failing with it open (then everything is fixed, and why), or
+    torch finding that the model's code needs that one size (a reshape to a literal, say).
+
+    Dim.AUTO rather than named Dims: torch then fixes what the code pins instead of refusing the whole
+    capture, and relates sizes the code relates (one batch symbol for ids and mask)."""
+    if not open_axes or not any(open_axes):
+        return export_module(module, example, path), []
+    torch = import_torch()
+    dynamic = tuple({axis: torch.export.Dim.AUTO for axis in axes} for axes in open_axes)
+    try:
+        program = _export(module, example, path, dynamic)
+    except InputError as exc:
+        names = sorted({name for axes in open_axes for name in axes.values()})
+        note = (f"could not capture with {', '.join(names)} open ({exc.args[0].removeprefix('torch.export could not ')}"
+                "); captured with the example's fixed shapes")
+        return export_module(module, example, path), [note]
+    placeholders = [n for n in program.graph.nodes if n.op == "placeholder"
+                    and n.name in program.graph_signature.user_inputs]
+    notes = []
+    for node, axes, tensor in zip(placeholders, open_axes, example):
+        shape = node.meta["val"].shape
+        for axis, name in axes.items():
+            if isinstance(shape[axis], int):
+                notes.append(f"input {node.name} axis {axis} ({name}) stays {int(tensor.shape[axis])}: the model's "
+                             "code needs that size")
+    return program, notes
+
+
+def _export(module: Any, example: tuple[Any, ...], path: str | None, dynamic: Any) -> Any:
     torch = import_torch()
     module = inference_mode(module)
     try:
         with warnings.catch_warnings():
             # nn.RNN family re-assigns _flat_weights during export; torch warns, nothing is wrong.
             warnings.filterwarnings("ignore", message=".*_flat_weights.*")
-            return torch.export.export(module, tuple(example))
+            return torch.export.export(module, tuple(example), dynamic_shapes=dynamic)
     except Exception as exc:  # torch raises many types here; the message is what the user needs
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"torch.export could not capture the model: {first}", path=path,

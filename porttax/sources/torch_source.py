@@ -17,28 +17,48 @@ from porttax._frameworks import import_torch
 from porttax.errors import InputError, PorttaxError, UntrustedInputError, brief
 from porttax.sources import LoadOptions, SourceFormat, register_format, sniff
 from porttax.sources.file_checks import check_zip
-from porttax.sources.torch_program import TorchSource, export_module, inference_mode, specs_from_program
+from porttax.sources.torch_program import TorchSource, capture_module, inference_mode, specs_from_program
+from porttax.torch_ir import size_hints
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """'1,3,224,224' or '1x3x224x224' → (1, 3, 224, 224)."""
-    parts = text.replace("x", ",").split(",")
-    try:
-        shape = tuple(int(p) for p in parts if p.strip())
-    except ValueError:
-        raise InputError(f"--input-shape {text!r} is not a list of integers",
-                         hint="write it like 1,3,224,224") from None
-    if not shape or any(d <= 0 for d in shape):
+def parse_shape(text: str) -> tuple[int | str, ...]:
+    """'1,3,224,224' or '1x3x224x224' → (1, 3, 224, 224); a name is a symbolic dim: 'batch,3,224,224'
+    → ("batch", 3, 224, 224), captured open so the converted model takes any size there."""
+    parts = text.split(",") if "," in text else text.split("x")
+    shape: list[int | str] = []
+    for p in (p.strip() for p in parts):
+        if not p:
+            continue
+        if p.isidentifier():
+            shape.append(p)
+            continue
+        try:
+            shape.append(int(p))
+        except ValueError:
+            raise InputError(f"--input-shape {text!r}: {p!r} is neither a size nor a dim name",
+                             hint="write it like 1,3,224,224, or batch,3,224,224 for an open batch") from None
+    if not shape or any(isinstance(d, int) and d <= 0 for d in shape):
         raise InputError(f"--input-shape {text!r} must have positive sizes")
-    return shape
+    return tuple(shape)
 
 
-def example_from_shapes(shapes: Sequence[Sequence[int]], dtypes: Sequence[str] | None = None,
+def example_size(name: str) -> int:
+    """The example's size for a symbolic dim: 2 for a batch, 16 else. Never 1: torch.export fixes a dim
+    whose example size is 0 or 1."""
+    return 2 if "batch" in name else 16
+
+
+def open_axes_of(shapes: Sequence[Sequence[int | str]]) -> list[dict[int, str]]:
+    return [{axis: d for axis, d in enumerate(shape) if isinstance(d, str)} for shape in shapes]
+
+
+def example_from_shapes(shapes: Sequence[Sequence[int | str]], dtypes: Sequence[str] | None = None,
                         seed: int = 0) -> tuple[Any, ...]:
     torch = import_torch()
     gen = torch.Generator().manual_seed(seed)
+    shapes = [tuple(example_size(d) if isinstance(d, str) else d for d in shape) for shape in shapes]
     out = []
     for i, shape in enumerate(shapes):
         dtype = (dtypes[i] if dtypes and i < len(dtypes) else (dtypes[-1] if dtypes else "float32"))
@@ -63,6 +83,7 @@ def load_torch_source(
     trust_pickle: bool = False,
     trust_code: bool = False,
     stream: bool | None = None,
+    static: bool = False,
 ) -> TorchSource:
     """Load any PyTorch source porttax accepts: a live module or program, or a file of a registered
     torch-kind format (porttax.sources.sniff; docs/convert.md lists them).
@@ -72,7 +93,8 @@ def load_torch_source(
     """
     torch = import_torch()
     options = LoadOptions(example_inputs=example_inputs, input_shapes=input_shapes, input_dtypes=input_dtypes,
-                          arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code, stream=stream)
+                          arch=arch, config=config, trust_pickle=trust_pickle, trust_code=trust_code, stream=stream,
+                          static=static)
     if isinstance(source, torch.export.ExportedProgram):
         return TorchSource(source, source, specs_from_program(source), example_of(source), "pt2")
     if isinstance(source, torch.nn.Module):
@@ -80,8 +102,9 @@ def load_torch_source(
         if example is None:
             raise InputError("a live nn.Module needs example inputs to trace",
                              hint="pass example_inputs=(x,) or input_shapes=[(1, 3, 224, 224)]")
-        program = export_module(source, example)
-        return TorchSource(program, inference_mode(source), specs_from_program(program), example, "module")
+        program, notes = capture_module(source, example, None, open_axes(options))
+        return TorchSource(program, inference_mode(source), specs_from_program(program), example, "module",
+                           capture_notes=notes)
 
     path = Path(source)
     if not path.exists():
@@ -132,8 +155,9 @@ def _load_checkpoint(path: Path, options: LoadOptions) -> TorchSource:
             raise InputError("a pickled module does not record its input shapes", path=str(path),
                              hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and "
                              "--input-dtype int64 for token ids)")
-        program = export_module(obj, example, str(path))
-        return TorchSource(program, inference_mode(obj), specs_from_program(program), example, "pickle", str(path))
+        program, notes = capture_module(obj, example, str(path), open_axes(options))
+        return TorchSource(program, inference_mode(obj), specs_from_program(program), example, "pickle", str(path),
+                           capture_notes=notes)
     if isinstance(obj, dict):
         state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), dict) else obj
         return from_state_dict(state, path, options)
@@ -179,7 +203,7 @@ def example_of(program: Any) -> tuple[Any, ...]:
 def _zeros_like_meta(node: Any) -> Any:
     torch = import_torch()
     val = node.meta["val"]
-    return torch.zeros(tuple(int(d) for d in val.shape), dtype=val.dtype)
+    return torch.zeros(size_hints(val.shape), dtype=val.dtype)
 
 
 def _read_config(config: dict[str, Any] | str | Path | None) -> dict[str, Any] | None:
@@ -212,7 +236,23 @@ def resolve_example(options: LoadOptions, arch: str | None = None, config: Any =
     if arch:
         from porttax import models
 
-        return tuple(models.example_inputs(arch, config, batch=1, seq=16))
+        return tuple(models.example_inputs(arch, config, batch=1 if options.static else 2, seq=16))
+    return None
+
+
+def open_axes(options: LoadOptions, arch: str | None = None, config: Any = None) -> list[dict[int, str]] | None:
+    """Which input axes the capture keeps symbolic: the named dims of `--input-shape`, else the
+    architecture's batch and sequence axes; none with `--static` or with example inputs given."""
+    if options.static or options.example_inputs is not None:
+        return None
+    if options.input_shapes:
+        return open_axes_of(options.input_shapes)
+    arch = arch if arch is not None else options.arch
+    if arch:
+        from porttax import models
+
+        return open_axes_of([s.shape for s in models.input_specs(arch, _read_config(config if config is not None
+                                                                                      else options.config))])
     return None
 
 
@@ -247,9 +287,9 @@ def from_state_dict(state: dict[str, Any], path: Path, options: LoadOptions, *, 
     except PorttaxError as exc:
         raise exc.at(str(path)) from None
     example = resolve_example(options, arch, cfg)
-    program = export_module(module, example, str(path))
+    program, notes = capture_module(module, example, str(path), open_axes(options, arch, cfg))
     return TorchSource(program, module, specs_from_program(program), example, "state_dict", str(path),
-                       streamed_from_file=lazy, arch=arch, config=cfg, checkpoint_dtypes=stored)
+                       streamed_from_file=lazy, arch=arch, config=cfg, checkpoint_dtypes=stored, capture_notes=notes)
 
 
 register_format(SourceFormat(

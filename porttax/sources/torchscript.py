@@ -51,10 +51,17 @@ def input_names(script: Any) -> list[str]:
     return [a.name for a in args]
 
 
-def capture(script: Any, example: Sequence[Any], path: str | None = None) -> tuple[Any, str]:
-    """(ExportedProgram, how it was captured: "torch.export" or "onnx") for a loaded ScriptModule."""
+def capture(script: Any, example: Sequence[Any], path: str | None = None,
+            open_axes: Sequence[dict[int, str]] | None = None) -> tuple[Any, str]:
+    """(ExportedProgram, how it was captured: "torch.export" or "onnx") for a loaded ScriptModule;
+    `open_axes` (per input {axis: name}) stay symbolic where torch.export can keep them so."""
     names = input_names(script)[: len(example)]
     try:
+        if open_axes and any(open_axes):
+            try:
+                return via_ts2ep(script, example, names, open_axes), "torch.export"
+            except PorttaxError:
+                pass  # captured with fixed shapes below
         return via_ts2ep(script, example, names), "torch.export"
     except PorttaxError as ts2ep_error:
         try:
@@ -68,7 +75,8 @@ def capture(script: Any, example: Sequence[Any], path: str | None = None) -> tup
                 "state_dict and pass --arch") from None
 
 
-def via_ts2ep(script: Any, example: Sequence[Any], names: Sequence[str]) -> Any:
+def via_ts2ep(script: Any, example: Sequence[Any], names: Sequence[str],
+              open_axes: Sequence[dict[int, str]] | None = None) -> Any:
     torch = import_torch()
     from torch._export.converter import TS2EPConverter  # torch's own; private, so any failure is caught
 
@@ -76,8 +84,9 @@ def via_ts2ep(script: Any, example: Sequence[Any], names: Sequence[str]) -> Any:
     try:
         with _quiet():
             dynamic = TS2EPConverter(script, example).convert()
-            # the converter marks every dimension dynamic; the Keras model is static-shaped
-            program = torch.export.export(dynamic.module(), example, strict=False)
+            # the converter marks every dimension dynamic; porttax keeps open only the axes asked for
+            shapes = tuple({a: torch.export.Dim.AUTO for a in axes} for axes in open_axes) if open_axes else None
+            program = torch.export.export(dynamic.module(), example, dynamic_shapes=shapes, strict=False)
     except Exception as exc:
         raise UnsupportedError(brief(exc)) from exc
     _rename_inputs(program, names)
@@ -183,7 +192,7 @@ def load_torchscript(path: Path, options: LoadOptions) -> Any:
     from porttax.errors import UntrustedInputError
     from porttax.sources.file_checks import check_zip
     from porttax.sources.torch_program import TorchSource, specs_from_program
-    from porttax.sources.torch_source import resolve_example
+    from porttax.sources.torch_source import open_axes, resolve_example
 
     check_zip(path, what="PyTorch checkpoint")
     if not (options.trust_code or options.trust_pickle):
@@ -198,7 +207,7 @@ def load_torchscript(path: Path, options: LoadOptions) -> Any:
                          hint="pass --input-shape, e.g. --input-shape 1,3,224,224 (and --input-dtype int64 "
                          "for token ids)")
     script = load_script(path)
-    program, road = capture(script, example, str(path))
+    program, road = capture(script, example, str(path), open_axes(options))
     src = TorchSource(program, script, specs_from_program(program), tuple(example), "torchscript", str(path))
     src.capture = road
     return src

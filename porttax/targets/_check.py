@@ -94,13 +94,33 @@ def run_parity(src: Any, runner: Any, seeds: Sequence[int], profile: str, progre
     on the converted (torch) side; the Keras source reads its half of each tap from it."""
     from porttax.parity import check_parity
 
-    progress.stage(f"checking parity over {len(seeds)} seed(s), profile {profile}")
+    sweep = sweep_of(src)
+    sizes = "" if sweep == [{}] else " at " + "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in sweep)
+    progress.stage(f"checking parity over {len(seeds)} seed(s){sizes}, profile {profile}")
     from porttax.sources.keras_source import KerasSource
 
     source = source_runner(src)
     if isinstance(src, KerasSource):
         source.layer_map = getattr(runner, "layer_map", None)
-    return check_parity(source, runner, src.specs, seeds=seeds, profile=profile, reference=reference)
+    return check_parity(source, runner, src.specs, seeds=seeds, profile=profile, reference=reference,
+                        sizes=sweep, paired=True)
+
+
+def sweep_of(src: Any) -> list[dict[str, int]]:
+    """The sizes a conversion's parity runs the open dims at (see porttax.parity.check.sweep_sizes)."""
+    from porttax.parity import sweep_sizes
+
+    return sweep_sizes(src.specs, bounds_of(src))
+
+
+def bounds_of(src: Any) -> dict[str, tuple[int, int]] | None:
+    """The size ranges a torch source's program was captured for, by dim name."""
+    program = getattr(src, "program", None)
+    if program is None or not hasattr(program, "range_constraints"):
+        return None
+    from porttax.sources.torch_program import dim_bounds
+
+    return dim_bounds(program)
 
 
 def time_both(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> None:

@@ -76,12 +76,31 @@ def build_endpoints(src: Any, model: Any, *, max_cache_len: int | None = None,
         DECODE: {"input_ids": ids[:, :1], "attention_mask": torch.ones((batch, slots), dtype=torch.int64),
                  "cache_position": torch.zeros((1,), dtype=torch.int64), "past_keys": keys, "past_values": values},
     }
+    # the axes each signature keeps open when the source was captured open: batch and prompt length
+    # for logits, batch for decode (its cache slots are fixed)
+    opened = any(isinstance(d, str) for s in src.specs for d in s.shape)
+    auto = torch.export.Dim.AUTO
+    open_axes = {
+        LOGITS: {"input_ids": {0: auto, 1: auto}, "attention_mask": {0: auto, 1: auto}},
+        DECODE: {"input_ids": {0: auto}, "attention_mask": {0: auto}, "cache_position": None,
+                 "past_keys": {1: auto}, "past_values": {1: auto}},
+    }
     endpoints = {}
     for name, kwargs in examples.items():
         progress.stage(f"adding the {name!r} signature ({', '.join(kwargs)})")
-        with torch.no_grad():
-            program = torch.export.export(module, (), kwargs=kwargs, strict=False)
-        built = convert_exported_program(program, name=f"{src.name}_{name}", reuse=shared)
+        built = None
+        if opened:
+            try:
+                with torch.no_grad():
+                    program = torch.export.export(module, (), kwargs=kwargs, dynamic_shapes=open_axes[name],
+                                                  strict=False)
+                built = convert_exported_program(program, name=f"{src.name}_{name}", reuse=shared)
+            except Exception as exc:  # torch raises many types; the signature is then built at fixed sizes
+                progress.stage(f"the {name!r} signature keeps fixed sizes: {str(exc).strip().splitlines()[0][:200]}")
+        if built is None:
+            with torch.no_grad():
+                program = torch.export.export(module, (), kwargs=kwargs, strict=False)
+            built = convert_exported_program(program, name=f"{src.name}_{name}", reuse=shared)
         outputs = built.model.outputs
         if name == DECODE:
             # the caches come back in the dtype they go in, whatever the graph promoted them to, so a
@@ -119,8 +138,10 @@ def check_generation(saved: Any, module: Any, *, steps: int = 16, prompt_length:
     loaded = saved if hasattr(saved, "signatures") else tf.saved_model.load(str(saved))
     fn = loaded.signatures[DECODE]
     specs = fn.structured_input_signature[1]
-    batch, _ = specs["input_ids"].shape.as_list()
-    slots = specs["past_keys"].shape.as_list()[3]
+    batch = specs["input_ids"].shape.as_list()[0] or 2  # an open batch: decode two rows together
+    cache_shape = specs["past_keys"].shape.as_list()
+    cache_shape[1] = batch
+    slots = cache_shape[3]
     steps = min(steps, slots - prompt_length)
     vocab = int(module.config.vocab_size)
     prompt = np.random.default_rng(seed).integers(0, vocab, size=(batch, prompt_length))
@@ -136,7 +157,7 @@ def check_generation(saved: Any, module: Any, *, steps: int = 16, prompt_length:
     exact = _float64_logits(module, ids)  # the source's own error per position, as parity judges it
     from porttax.parity.profiles import NOISE_FACTOR
 
-    keys = np.zeros(specs["past_keys"].shape.as_list(), dtype=specs["past_keys"].dtype.as_numpy_dtype)
+    keys = np.zeros(cache_shape, dtype=specs["past_keys"].dtype.as_numpy_dtype)
     values = np.zeros_like(keys)
     mask = np.ones((batch, slots), dtype=np.int64)
     tokens = prompt.copy()
