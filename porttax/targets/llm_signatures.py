@@ -1,18 +1,23 @@
-"""Generation signatures for a Llama-family SavedModel: `logits` (input_ids, attention_mask) and `decode`,
-one step with a KV cache, so TF Serving (or any TF program) can generate.
+"""Generation signatures for a Llama-family SavedModel: `logits` (input_ids, attention_mask), `prefill`
+(a whole prompt into a KV cache) and `decode` (one step with that cache), so TF Serving (or any TF
+program) can generate.
 
-`serving_default` is one full pass at the converted length. A client generating with it recomputes
-every position for every new token; `decode` takes one token, its `cache_position`, the key/value
-caches (layers, batch, kv_heads, max_len, head_dim) and a mask over the cache slots, and returns the
-logits and the updated caches. The cache is static (max_len slots, like transformers' StaticCache), so
-the signature has fixed shapes and no data-dependent scatter: the new keys are blended into their slot.
+`serving_default` is one full pass. A client generating with it recomputes every position for every
+new token; `prefill` takes a batch of prompts (batch, seq; right-padded, `attention_mask` 0 on the
+padding) and returns the logits at each row's last token and the caches (layers, batch, kv_heads,
+max_len, head_dim) filled up to seq, in one call; `decode` takes one token per row, each row's own
+`cache_position` (batch,), the caches and a mask over the cache slots, and returns the logits and the
+updated caches. The cache is static (max_len slots, like transformers' StaticCache) and no op
+scatters by a data-dependent index: the new keys are blended into their slot. Batch and prompt length
+stay open where the source was captured open (porttax.converters.torch_to_keras.symbolic).
 
-Both come from porttax's own Llama module (models/llama.py), exported once per entry point and
+They come from porttax's own Llama module (models/llama.py), exported once per entry point and
 converted with the layers of the main conversion reused, so the three signatures share one set of
 variables: the SavedModel holds each weight once. A checkpoint porttax reads through an architecture
 (a Hugging Face folder, a state_dict with --arch llama, Mistral and Qwen2 configs) gets them; a `.pt2`
 of someone else's module does not (its code is not porttax's to re-enter).
 
+`check_batched_generation` proves prefill + decode on prompts of different lengths decoding together;
 `check_generation` proves the result: greedy tokens from the SavedModel's decode loop against the
 source module decoding without a cache, with per-step logits drift.
 """
@@ -25,11 +30,12 @@ import numpy as np
 
 from porttax.progress import QUIET, Progress
 
-LOGITS, DECODE = "logits", "decode"
+LOGITS, DECODE, PREFILL = "logits", "decode", "prefill"
 # a cached step sums attention over the cache in another order than a full pass: in float32 the two
 # differ by ~1e-6 relative (torch against itself); a wrong position or a stale slot is orders above
 STEP_TOLERANCE = 1e-4
 DECODE_OUTPUTS = ("logits", "present_keys", "present_values")
+BATCH_PROMPTS = (5, 9, 17)  # prompt lengths of the batched prefill + decode check: rows at different positions
 
 
 def llama_module(src: Any) -> Any | None:
@@ -74,7 +80,8 @@ def build_endpoints(src: Any, model: Any, *, max_cache_len: int | None = None,
     examples = {
         LOGITS: {"input_ids": ids, "attention_mask": mask},
         DECODE: {"input_ids": ids[:, :1], "attention_mask": torch.ones((batch, slots), dtype=torch.int64),
-                 "cache_position": torch.zeros((1,), dtype=torch.int64), "past_keys": keys, "past_values": values},
+                 "cache_position": torch.zeros((batch,), dtype=torch.int64), "past_keys": keys, "past_values": values},
+        PREFILL: {"input_ids": ids, "attention_mask": mask, "prefill_slots": slots},
     }
     # the axes each signature keeps open when the source was captured open: batch and prompt length
     # for logits, batch for decode (its cache slots are fixed)
@@ -82,12 +89,13 @@ def build_endpoints(src: Any, model: Any, *, max_cache_len: int | None = None,
     auto = torch.export.Dim.AUTO
     open_axes = {
         LOGITS: {"input_ids": {0: auto, 1: auto}, "attention_mask": {0: auto, 1: auto}},
-        DECODE: {"input_ids": {0: auto}, "attention_mask": {0: auto}, "cache_position": None,
+        DECODE: {"input_ids": {0: auto}, "attention_mask": {0: auto}, "cache_position": {0: auto},
                  "past_keys": {1: auto}, "past_values": {1: auto}},
+        PREFILL: {"input_ids": {0: auto, 1: auto}, "attention_mask": {0: auto, 1: auto}, "prefill_slots": None},
     }
     endpoints = {}
     for name, kwargs in examples.items():
-        progress.stage(f"adding the {name!r} signature ({', '.join(kwargs)})")
+        progress.stage(f"adding the {name!r} signature ({', '.join(k for k, v in kwargs.items() if torch.is_tensor(v))})")
         built = None
         if opened:
             try:
@@ -102,7 +110,7 @@ def build_endpoints(src: Any, model: Any, *, max_cache_len: int | None = None,
                 program = torch.export.export(module, (), kwargs=kwargs, strict=False)
             built = convert_exported_program(program, name=f"{src.name}_{name}", reuse=shared)
         outputs = built.model.outputs
-        if name == DECODE:
+        if name in (DECODE, PREFILL):
             # the caches come back in the dtype they go in, whatever the graph promoted them to, so a
             # client can feed them straight back
             cache_dtype = str(keys.dtype).removeprefix("torch.")
@@ -198,6 +206,56 @@ def check_generation(saved: Any, module: Any, *, steps: int = 16, prompt_length:
             "converted_tokens": converted_tokens.tolist()}
 
 
+def check_batched_generation(saved: Any, module: Any, *, lengths: tuple[int, ...] = BATCH_PROMPTS,
+                             steps: int = 8, seed: int = 1) -> dict[str, Any]:
+    """Greedy decoding of a batch of prompts of different `lengths` through `prefill` (one call for the
+    whole right-padded batch) and then `decode` (every row at its own position), against the source
+    decoding each prompt alone without a cache. Passes when every token agrees."""
+    from porttax._frameworks import import_tf, import_torch
+
+    torch = import_torch()
+    tf = import_tf()
+    loaded = saved if hasattr(saved, "signatures") else tf.saved_model.load(str(saved))
+    prefill, decode = loaded.signatures[PREFILL], loaded.signatures[DECODE]
+    slots = decode.structured_input_signature[1]["past_keys"].shape.as_list()[3]
+    rows, fixed_width = prefill.structured_input_signature[1]["input_ids"].shape.as_list()
+    if rows is not None or fixed_width is not None:  # a --static SavedModel: prompts that fit its shapes
+        rows = rows or len(lengths)
+        fixed_width = fixed_width or max(lengths)
+        lengths = tuple(max(1, round(fixed_width * (i + 1) / rows)) for i in range(rows))
+    width = fixed_width or max(lengths)
+    vocab = int(module.config.vocab_size)
+    ids = np.random.default_rng(seed).integers(0, vocab, size=(len(lengths), width)).astype(np.int64)
+    mask = (np.arange(width)[None, :] < np.array(lengths)[:, None]).astype(np.int64)
+    steps = min(steps, slots - width)
+    expected = []
+    with torch.no_grad():
+        for row, n in enumerate(lengths):
+            x = torch.from_numpy(ids[row:row + 1, :n])
+            for _ in range(steps):
+                x = torch.cat([x, module(x)[:, -1].argmax(-1, keepdim=True)], dim=1)
+            expected.append(x[0, n:].tolist())
+    out = prefill(input_ids=tf.constant(ids), attention_mask=tf.constant(mask))
+    keys, values = out["present_keys"], out["present_values"]
+    tokens = out["logits"].numpy().argmax(-1)
+    got = [[int(t)] for t in tokens]
+    cache_mask = np.zeros((len(lengths), slots), dtype=np.int64)
+    cache_mask[:, :width] = mask
+    position = np.array(lengths, dtype=np.int64)
+    for _ in range(steps - 1):
+        cache_mask[np.arange(len(lengths)), position] = 1
+        out = decode(input_ids=tf.constant(tokens[:, None].astype(np.int64)), attention_mask=tf.constant(cache_mask),
+                     cache_position=tf.constant(position), past_keys=keys, past_values=values)
+        keys, values = out["present_keys"], out["present_values"]
+        tokens = out["logits"].numpy()[:, 0].argmax(-1)
+        position = position + 1
+        for row, t in enumerate(tokens):
+            got[row].append(int(t))
+    agree = [g == e for g, e in zip(got, expected)]
+    return {"signature": f"{PREFILL} + {DECODE}", "passed": all(agree), "prompt_lengths": list(lengths),
+            "steps": steps, "rows_agreeing": int(sum(agree)), "source_tokens": expected, "converted_tokens": got}
+
+
 def _float64_logits(module: Any, ids: Any) -> np.ndarray | None:
     """The source's logits over the whole stream in float64, or None where it cannot run widened."""
     from porttax._frameworks import import_torch
@@ -216,6 +274,13 @@ def summary_line(generation: dict[str, Any]) -> str:
     verdict = "PASS" if generation["passed"] else "FAIL"
     where = ("every token agreed" if generation["first_divergent_step"] is None
              else f"first divergent step {generation['first_divergent_step']}")
-    return (f"{verdict} [generation] {generation['steps']} greedy tokens through 'decode' (KV cache, "
+    line = (f"{verdict} [generation] {generation['steps']} greedy tokens through 'decode' (KV cache, "
             f"{generation['cache_slots']} slots) vs the source without a cache: {where}; worst step "
             f"‖a−b‖/‖b‖ {generation['worst_step_rel_l2']:.2e}; {generation.get('rule', '')}")
+    batched = generation.get("batched")
+    if batched:
+        line += (f"\n{'PASS' if batched['passed'] else 'FAIL'} [generation] prompts of "
+                 f"{', '.join(map(str, batched['prompt_lengths']))} tokens through 'prefill' + 'decode' together: "
+                 f"{batched['rows_agreeing']}/{len(batched['prompt_lengths'])} rows agree token for token "
+                 f"over {batched['steps']} steps")
+    return line

@@ -16,7 +16,8 @@ def write_savedmodel_target(job: ConvertJob) -> ConversionResult:
     from porttax.parity import SavedModelRunner
     from porttax.saving import atomic_output
     from porttax.targets import _check
-    from porttax.targets.llm_signatures import build_endpoints, check_generation, step_tolerance
+    from porttax.targets.llm_signatures import (PREFILL, build_endpoints, check_batched_generation, check_generation,
+                                                 step_tolerance)
 
     src, progress = job.src, job.progress
     tax = _check.built_tax(job)
@@ -32,6 +33,10 @@ def write_savedmodel_target(job: ConvertJob) -> ConversionResult:
             progress.stage("checking greedy generation through the 'decode' signature (KV cache) "
                            "against the source without a cache")
             generation = check_generation(loaded.loaded, src.runnable(), tolerance=step_tolerance(job.profile))
+            if PREFILL in endpoints:
+                progress.stage("checking prompts of different lengths through 'prefill' + 'decode' together")
+                generation["batched"] = check_batched_generation(loaded.loaded, src.runnable())
+                generation["passed"] = generation["passed"] and generation["batched"]["passed"]
     return _check.finish(job, Path(job.output), tax, report, generation=generation)
 
 
