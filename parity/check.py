@@ -241,6 +241,12 @@ def _run_case(
     tolerances: Mapping[str, Tolerance], topk: Sequence[int], reference_outputs: list[np.ndarray] | None = None,
     noise_factor: float = NOISE_FACTOR,
 ) -> tuple[CaseResult, str]:
+    poisoned = {name: int(np.count_nonzero(~np.isfinite(x))) for name, x in inputs.items()
+                if np.asarray(x).dtype.kind == "f" and not np.isfinite(x).all()}
+    if poisoned:  # NaN in, NaN out on both sides: such a case would pass while proving nothing
+        reason = ("the inputs hold non-finite values (" + ", ".join(f"{n}: {c}" for n, c in poisoned.items())
+                  + "), so this case cannot tell a faithful model from a broken one; give finite inputs")
+        return CaseResult(label, [], seed=seed, reason=reason, sizes=sizes), ""
     if converted.specs is not None:
         try:
             validate_inputs(inputs, converted.specs, converted.describe())
