@@ -624,6 +624,7 @@ class TfLiteRunner(Runner):
     """
 
     framework: Framework = "tflite"
+    fixed_shapes = True  # a .tflite is checked at the sizes its tensors were allocated at (run_parity)
 
     def __init__(self, path: str | Path, signature: str = "serving_default", *, name: str | None = None,
                  threads: int | None = None) -> None:
@@ -708,6 +709,8 @@ class ExecuTorchRunner(Runner):
     (see porttax.targets.executorch); a `.pte` from elsewhere gets input_0, input_1, ... Shapes and dtypes
     come from the method's metadata: a `.pte` is static-shaped.
     """
+
+    fixed_shapes = True  # checked at the sizes it was lowered at (porttax.targets._check.run_parity)
 
     framework: Framework = "executorch"
 

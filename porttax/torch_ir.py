@@ -16,6 +16,15 @@ from porttax.layer_map import Tap
 _CALL_SUFFIX = re.compile(r"@(\d+)$")
 
 
+def is_open(d: Any) -> bool:
+    """Whether a recorded dim is still symbolic: not an int, and not a symbol the export has since
+    specialised (a SymInt whose expression became a number, when the model's code pinned that size)."""
+    if isinstance(d, int):
+        return False
+    node = getattr(d, "node", None)
+    return node is None or not node.expr.is_number
+
+
 def size_hints(shape: Any) -> tuple[int, ...]:
     """A recorded shape as ints: symbolic sizes as the example's value.
 

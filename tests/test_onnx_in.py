@@ -101,13 +101,21 @@ def test_unsupported_onnx_ops_are_named_with_counts(tmp_path: Path, capsys: pyte
 
 
 def test_symbolic_input_dims(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A symbolic batch dim is fixed to 1; other symbolic dims need --input-shape, and then convert."""
+    """Symbolic dims are tried open; where the converted module pins them (this encoder's ONNX graph
+    computes its reshapes from the input's shape), each is fixed, a batch at 1, and named in the report.
+    With --static a symbolic batch is fixed to 1 and other symbolic dims need --input-shape."""
     module = models.build_model("encoder-tiny")
     ids = models.example_inputs("encoder-tiny", batch=2, seq=16)
     batch, seq = torch.export.Dim("batch", min=1, max=8), torch.export.Dim("seq", min=2, max=32)
     src = tmp_path / "dyn.onnx"
     torch.onnx.export(module.eval(), ids, str(src), dynamo=True, dynamic_shapes=({0: batch, 1: seq},))
-    assert cli.main(["convert", str(src), "-o", str(tmp_path / "a.pt2"), "-q"]) == 2
+    report = tmp_path / "r.json"
+    assert cli.main(["convert", str(src), "-o", str(tmp_path / "d.keras"), "-q", "--no-latency",
+                     "--report", str(report)]) == 0
+    written = json.loads(report.read_text())
+    notes = " ".join(written["shape_notes"])
+    assert written["inputs"][0]["shape"] == [1, 16] and "(batch) stays 1" in notes and "(seq) stays 16" in notes
+    assert cli.main(["convert", str(src), "-o", str(tmp_path / "a.pt2"), "-q", "--static"]) == 2
     err = capsys.readouterr().err
     assert "seq" in err and "--input-shape" in err and str(src) in err
     assert cli.main(["convert", str(src), "-o", str(tmp_path / "b.pt2"), "-q", "--no-latency",

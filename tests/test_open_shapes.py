@@ -188,3 +188,21 @@ def test_an_op_that_computes_with_an_open_size_is_refused_by_name() -> None:
     with pytest.raises(UnsupportedError) as err:
         convert_exported_program(program)
     assert is_open_size_refusal(err.value) and "aten.mul" in str(err.value)
+
+
+def test_an_onnx_file_with_a_symbolic_batch_gives_a_savedmodel_of_any_batch(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    model = models.build_model("resnet-tiny").eval()
+    (x,) = models.example_inputs("resnet-tiny", batch=2)
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", max=64)},))
+    pt2, onnx_file, out = tmp_path / "r.pt2", tmp_path / "r.onnx", tmp_path / "sm"
+    torch.export.save(program, str(pt2))
+    assert _convert(str(pt2), "-o", str(onnx_file)) == 0
+    assert _convert(str(onnx_file), "--to", "savedmodel", "-o", str(out)) == 0
+    run = _runner(out)
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        (xb,) = models.example_inputs("resnet-tiny", batch=batch, seed=batch)
+        want = session.run(None, {session.get_inputs()[0].name: xb.numpy()})[0]
+        assert _rel(run(xb.numpy()), want) <= 1e-5, batch

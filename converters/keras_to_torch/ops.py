@@ -114,6 +114,37 @@ def _axis_op(call: LayerCall, axis: int, fn: Callable[[Any, int], Any]) -> TVal:
     return call.result(fn(call.ctx.in_layout(v, v.perm), call.ctx.held_axis(v, axis)), v.perm)
 
 
+@keras_to_torch("ops.Cumsum")
+def cumsum(call: LayerCall) -> TVal:
+    """Running sums; porttax's own torch → Keras road writes one per open size (arange(seq) as a cumsum
+    of ones). torch sums small ints in int64: cast back to Keras' dtype."""
+    dtype = getattr(torch, call.out_dtype())
+    if call.layer.axis is None:
+        v = call.x
+        return call.result(torch.cumsum(call.ctx.in_layout(v, None).flatten(), dim=0).to(dtype))
+    return _axis_op(call, int(call.layer.axis), lambda x, d: torch.cumsum(x, dim=d).to(dtype))
+
+
+def _filled_like(value: float) -> Callable[[LayerCall], TVal]:
+    def convert(call: LayerCall) -> TVal:
+        v = call.x
+        dtype = getattr(torch, call.out_dtype())
+        return call.result(torch.full_like(call.ctx.in_layout(v, v.perm), value, dtype=dtype), v.perm)
+
+    return convert
+
+
+keras_to_torch("ops.OnesLike")(_filled_like(1))
+keras_to_torch("ops.ZerosLike")(_filled_like(0))
+
+
+@keras_to_torch("ops.Moveaxis")
+def moveaxis(call: LayerCall) -> TVal:
+    v = call.x
+    return call.result(torch.movedim(call.ctx.in_layout(v, None), tuple(call.layer.source),
+                                     tuple(call.layer.destination)))
+
+
 @keras_to_torch("ops.Softmax")
 def softmax(call: LayerCall) -> TVal:
     axis = call.layer.axis

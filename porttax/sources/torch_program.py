@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from porttax._frameworks import import_torch
 from porttax.errors import InputError
+from porttax.torch_ir import is_open, size_hints
 from porttax.types import TensorSpec
 
 
@@ -103,7 +104,7 @@ def specs_from_program(program: Any) -> list[TensorSpec]:
     for node in placeholders:
         val = node.meta["val"]
         dtype = str(val.dtype).replace("torch.", "")
-        shape = tuple(dim_names.get(str(d), 0) if not isinstance(d, int) else d for d in val.shape)
+        shape = tuple(dim_names.get(str(d), 0) if is_open(d) else size_hints((d,))[0] for d in val.shape)
         specs.append(TensorSpec(node.name, shape, dtype,
                                 ranges.get(node.name, (0, 2) if not val.dtype.is_floating_point else None)))
     return specs
@@ -146,7 +147,7 @@ def _symbolic_dim_names(shapes: list[tuple[str, Any]]) -> dict[str, str]:
     names: dict[str, str] = {}
     for input_name, shape in shapes:
         for axis, d in enumerate(shape):
-            if isinstance(d, int) or str(d) in names:
+            if not is_open(d) or str(d) in names:
                 continue
             name = {0: "batch", 1: "seq"}.get(axis, f"{input_name}.{axis}")
             names[str(d)] = name if name not in names.values() else f"{input_name}.{axis}"
@@ -195,9 +196,9 @@ def capture_module(module: Any, example: tuple[Any, ...], path: str | None = Non
     for node, axes, tensor in zip(placeholders, open_axes, example):
         shape = node.meta["val"].shape
         for axis, name in axes.items():
-            if isinstance(shape[axis], int):
-                notes.append(f"input {node.name} axis {axis} ({name}) stays {int(tensor.shape[axis])}: the model's "
-                             "code needs that size")
+            if not is_open(shape[axis]):
+                notes.append(f"input {node.name} axis {axis} ({name}) stays {int(tensor.shape[axis])}: the captured "
+                             "code pins that size (a shape computed from it, a reshape to a literal)")
     return program, notes
 
 

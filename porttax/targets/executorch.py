@@ -88,14 +88,27 @@ def _count_ops(edge_program: Any) -> tuple[int, dict[str, int]]:
     return delegated, portable
 
 
+def fixed_example(src: Any) -> tuple[Any, ...]:
+    """The source's example with each open batch axis cut to 1: a phone runs one input at a time, and
+    a .pte cannot take another size (its other open dims keep the example's size)."""
+    out = []
+    for x, spec in zip(src.example, src.specs):
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, str) and "batch" in d and x.shape[axis] > 1:
+                x = x.narrow(axis, 0, 1)
+        out.append(x)
+    return tuple(out)
+
+
 def static_program(program: Any, example: Sequence[Any]) -> Any:
     """The program re-exported at the example's shapes: a .pte has no symbolic dimensions."""
     from porttax._frameworks import import_torch
+    from porttax.torch_ir import is_open
 
     torch = import_torch()
     dims = [d for node in program.graph.nodes if node.op == "placeholder"
             for d in getattr(node.meta.get("val"), "shape", ())]
-    if all(isinstance(d, int) for d in dims):
+    if not any(is_open(d) for d in dims):
         return program
     return torch.export.export(program.module(), tuple(example), strict=False)
 
@@ -110,6 +123,7 @@ def convert_torch_to_executorch(src: Any, *, output: str | Path, parity: bool = 
     from porttax.converters.mapping_log import MappingLog
     from porttax.parity.runners import ExecuTorchRunner
     from porttax.saving import atomic_output
+    from porttax.sources.torch_program import specs_from_program
 
     progress = progress or QUIET
     t0 = time.perf_counter() if t0 is None else t0
@@ -119,7 +133,13 @@ def convert_torch_to_executorch(src: Any, *, output: str | Path, parity: bool = 
     tax = PortingTax(layers_total=len(aten), layers_mapped=len(aten), ops_total=len(aten), ops_folded=0)
     with atomic_output(output, force=force) as tmp:
         progress.stage(f"lowering to ExecuTorch (edge dialect, XNNPACK) and writing {output}")
-        program = static_program(src.program, src.example)
+        program = static_program(src.program, fixed_example(src))
+        if any(isinstance(d, str) for spec in src.specs for d in spec.shape):
+            src.specs = specs_from_program(program)  # parity feeds the sizes the .pte was lowered at
+            note = ("a .pte has fixed shapes: " + ", ".join(f"{s.name} {tuple(s.shape)}" for s in src.specs)
+                    + " (choose them with --input-shape)")
+            src.capture_notes.append(note)
+            progress.stage(note)
         lowered = program_to_pte(program, input_names=[s.name for s in src.specs], name=src.name)
         tmp.write_bytes(lowered.buffer)
         tax.conversion_seconds = time.perf_counter() - t0
