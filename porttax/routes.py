@@ -243,7 +243,7 @@ def _measure(road: Road, src: Any, seeds: Sequence[int], profile: str, progress:
         road.drift_vs_reference = max(o.noise.converted_error for c in report.cases for o in c.outputs if o.noise)
         road.drift_ratio = noise.ratio if math.isfinite(noise.ratio) else None
     road.status = "passed" if report.passed else "failed parity"
-    inputs = make_inputs(src.specs, 0)
+    inputs = make_inputs(specs, 0)  # at sizes this road takes
     road.latency_ms = time_call(lambda: runner.run(inputs), budget_s=0.5)
 
 

@@ -147,6 +147,7 @@ def check_generation(saved: Any, module: Any, *, steps: int = 16, prompt_length:
     fn = loaded.signatures[DECODE]
     specs = fn.structured_input_signature[1]
     batch = specs["input_ids"].shape.as_list()[0] or 2  # an open batch: decode two rows together
+    rows = specs["cache_position"].shape.as_list()[0] or batch  # one position per row (or (1,) for all)
     cache_shape = specs["past_keys"].shape.as_list()
     cache_shape[1] = batch
     slots = cache_shape[3]
@@ -172,7 +173,7 @@ def check_generation(saved: Any, module: Any, *, steps: int = 16, prompt_length:
     worst, worst_ratio, over = 0.0, 0.0, []
     for t in range(prompt_length + steps - 1):
         out = fn(input_ids=tf.constant(tokens[:, t:t + 1]), attention_mask=tf.constant(mask),
-                 cache_position=tf.constant([t], dtype=tf.int64), past_keys=tf.constant(keys),
+                 cache_position=tf.constant(np.full((rows,), t, dtype=np.int64)), past_keys=tf.constant(keys),
                  past_values=tf.constant(values))
         keys, values = out["present_keys"].numpy(), out["present_values"].numpy()
         got = out["logits"].numpy()[:, 0].astype(np.float32).astype(np.float64)
