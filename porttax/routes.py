@@ -99,7 +99,6 @@ def _missing(reason: str | None) -> str:
 
 def _direct(src: Any, progress: Progress) -> Road:
     from porttax.converters.torch_to_keras.driver import convert_exported_program
-
     from porttax.converters.torch_to_keras.symbolic import is_open_size_refusal
 
     road = Road("direct")
@@ -122,13 +121,12 @@ def _fix_sizes(src: Any, exc: UnsupportedError, progress: Progress) -> bool:
     """Capture `src` again with every dim fixed to its example's size, after the direct road refused an
     open size; the note (and the report's capture notes) say which op and why. False when there is
     nothing to capture again from."""
+    from porttax._frameworks import import_torch
     from porttax.sources.torch_program import export_module, specs_from_program
 
     torch_module = getattr(src, "module", None)
     if src.example is None or torch_module is None:
         return False
-    from porttax._frameworks import import_torch
-
     runnable = torch_module if isinstance(torch_module, import_torch().nn.Module) else src.program.module()
     src.program = export_module(runnable, src.example, src.path)
     src.specs = specs_from_program(src.program)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from porttax.errors import UnsupportedError
+from porttax.torch_ir import is_open
 
 SymDim = Any  # an int, or a sympy expression of the export's size symbols
 # The hint of every refusal that only an open size causes: the road retries such a model at fixed sizes
@@ -54,9 +55,8 @@ def any_symbolic(dims: Sequence[SymDim] | None) -> bool:
 
 def symbolic_scalar(value: Any) -> bool:
     """Whether an FX argument's recorded value is a SymInt/SymFloat that is not a constant."""
-    meta = getattr(value, "meta", {}).get("val") if hasattr(value, "meta") else None
-    node = getattr(meta, "node", None)
-    return node is not None and not getattr(node, "expr", 0).is_number
+    meta = value.meta.get("val") if hasattr(value, "meta") else None
+    return hasattr(meta, "node") and not hasattr(meta, "shape") and is_open(meta)
 
 
 def symbolic_tensor(value: Any) -> bool:
