@@ -174,7 +174,14 @@ def _add_inspect_parser(sub: Any) -> None:
                        description="Read a model (any format porttax converts) and list its layer and op types with "
                        "counts, parameters and dtypes, and which road covers each; unsupported ops are named with "
                        "where they occur. Nothing is converted or run. Exit 0 when read, 2 bad input.")
-    i.add_argument("model", help="a .pt2, .pt/.pth, .safetensors, Hugging Face folder, .keras, .h5, SavedModel or .onnx")
+    i.add_argument("model", nargs="?",
+                   help="a .pt2, .pt/.pth, .safetensors, Hugging Face folder, .keras, .h5, SavedModel or .onnx")
+    i.add_argument("--coverage", action="store_true",
+                   help="instead of a model: what each direct road converts, against core ATen, keras.layers and "
+                   "the ONNX operator set (docs/coverage.md)")
+    i.add_argument("--road", action="append", choices=["torch-keras", "keras-torch", "onnx-torch"],
+                   help="with --coverage: only this road (repeatable)")
+    i.add_argument("--markdown", action="store_true", help="with --coverage: every row, as Markdown")
     i.add_argument("--arch", help="architecture of a state_dict checkpoint (see `porttax models list`)")
     i.add_argument("--config", help="JSON config for --arch")
     i.add_argument("--trust-pickle", action="store_true", help="allow a pickled torch module (runs its code)")
@@ -342,6 +349,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from porttax.errors import InputError
+
+    if args.coverage:
+        return _coverage(args)
+    if args.model is None:
+        raise InputError("porttax inspect: name a model file or folder, or pass --coverage")
+    if args.markdown or args.road:
+        raise InputError("porttax inspect: --markdown and --road go with --coverage")
     from porttax.inspection import inspect_model
     from porttax.sources.torch_source import parse_shape
 
@@ -353,6 +368,22 @@ def _inspect(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print("\n".join(result.lines()))
+    return 0
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    from porttax import coverage
+    from porttax.errors import InputError
+
+    if args.model is not None:
+        raise InputError(f"porttax inspect --coverage describes the converters, not a model: drop {args.model!r}")
+    tables = coverage.coverage(args.road)
+    if args.json:
+        print(json.dumps([t.to_dict() for t in tables], indent=2))
+    elif args.markdown:
+        print(coverage.markdown(tables), end="")
+    else:
+        print("\n".join(coverage.lines(tables)))
     return 0
 
 

@@ -53,7 +53,11 @@ def op_key(operation: Any) -> str:
 
 
 def lookup(operation: Any) -> Converter | None:
-    cls = type(operation)
+    return converter_for_class(type(operation))
+
+
+def converter_for_class(cls: type) -> Converter | None:
+    """The converter a layer or operation of class `cls` gets (what `lookup` gives its instances)."""
     for klass in cls.__mro__:  # a user subclass of Dense converts as a Dense unless registered itself
         if klass.__module__.startswith("keras.src.ops.") and klass is not cls:
             break

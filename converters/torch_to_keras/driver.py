@@ -32,6 +32,8 @@ _SHAPE_ONLY = {
 }
 # Ops that only assert or annotate; they produce no value the model needs.
 _NO_VALUE = {"aten._assert_tensor_metadata", "aten._assert_scalar", "aten.sym_constrain_range_for_size"}
+# Ops the driver itself takes care of, with or without a registered converter (the coverage table counts them).
+HANDLED_BY_DRIVER = frozenset(_SHAPE_ONLY | _NO_VALUE)
 # Ops whose converters read symbolic size arguments from the output shape the export recorded; any
 # other op that takes a size computed from an open dim is refused (its value would be the example's).
 _SIZE_ARGS = {
