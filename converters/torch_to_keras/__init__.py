@@ -10,6 +10,7 @@ from porttax.converters.torch_to_keras import (  # noqa: F401  (registration sid
     linear,
     math_functions,
     norm,
+    pixel_shuffle,
     pooling,
     recurrent,
     reduction,
