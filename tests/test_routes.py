@@ -17,8 +17,8 @@ torch = import_torch()
 
 
 class NormRoll(torch.nn.Module):
-    """Uses aten.linalg_vector_norm and aten.roll, which the direct torch → Keras mapping lacks; the ONNX
-    exporter turns them into ReduceL2 and Slice/Concat, which the ONNX road maps."""
+    """Uses aten.linalg_vector_norm, which the direct torch → Keras mapping lacks; the ONNX exporter turns
+    it into ReduceL2 (and the roll into Slice/Concat), which the ONNX road maps."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -32,21 +32,21 @@ class NormRoll(torch.nn.Module):
 def test_auto_takes_the_onnx_road_when_the_direct_one_fails(tmp_path: Path) -> None:
     torch.manual_seed(0)
     module, x = NormRoll().eval(), torch.randn(2, 5, 8)
-    with pytest.raises(porttax.errors.UnsupportedError, match="aten.roll"):
+    with pytest.raises(porttax.errors.UnsupportedError, match="aten.linalg_vector_norm"):
         porttax.convert(module, example_inputs=(x,), to="keras", route="direct")
     out = tmp_path / "normroll_sm"
     result = porttax.convert(module, example_inputs=(x,), to="savedmodel", output=out, route="auto",
                              measure_latency=False)
     assert result.passed and out.is_dir()
     roads = {r["road"]: r for r in result.roads}
-    assert roads["direct"]["status"] == "not converted" and "aten.roll" in roads["direct"]["reason"]
+    assert roads["direct"]["status"] == "not converted" and "aten.linalg_vector_norm" in roads["direct"]["reason"]
     assert roads["onnx"]["chosen"] and roads["onnx"]["status"] == "passed"
     assert [h["hop"] for h in roads["onnx"]["hops"]] == ["torch → ONNX", "ONNX → Keras"]
     assert all(h["passed"] and h["rel_l2"] <= 1e-5 for h in roads["onnx"]["hops"])
 
 
 def test_the_default_road_falls_back_to_onnx_where_the_direct_one_lacks_an_op(tmp_path: Path) -> None:
-    """Without --route, a model the direct road refuses for an op it lacks (aten.roll) converts
+    """Without --route, a model the direct road refuses for an op it lacks (aten.linalg_vector_norm) converts
     through ONNX; the CLI says so in one line and the report keeps both attempts."""
     torch.manual_seed(0)
     pt2 = tmp_path / "normroll.pt2"
@@ -56,7 +56,7 @@ def test_the_default_road_falls_back_to_onnx_where_the_direct_one_lacks_an_op(tm
                            "--report", str(report)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stderr.splitlines() if "the direct road has no converter for" in ln)
-    assert "aten.roll" in line and "trying the ONNX road" in line
+    assert "aten.linalg_vector_norm" in line and "trying the ONNX road" in line
     assert "roads tried (* kept):" in proc.stdout
     data = json.loads(report.read_text())
     roads = {r["road"]: r for r in data["roads"]}

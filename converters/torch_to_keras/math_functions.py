@@ -1,5 +1,5 @@
 """The rest of core ATen's elementwise math (trigonometric, hyperbolic, other log bases, isinf,
-remainder/fmod/atan2, xor and not), flip, any, max/min with a dim and argmax/argmin: each maps to one `keras.ops` function and, like the
+remainder/fmod/atan2, xor and not), flip, roll, any, max/min with a dim and argmax/argmin: each maps to one `keras.ops` function and, like the
 elementwise ops, runs in its input's layout (a dim argument is mapped through the value's permutation)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
 from porttax.converters.torch_to_keras.elementwise import _binary, _unary
 from porttax.converters.torch_to_keras.reduction import _reduce
+from porttax.converters.torch_to_keras.symbolic import STATIC_HINT
 
 _UNARY = {
     "aten.tan": "tan", "aten.asin": "arcsin", "aten.acos": "arccos", "aten.atan": "arctan",
@@ -53,6 +54,23 @@ def flip(call: Call) -> Val:
     x = v.tensor
     for d in call.args.get("dims") or []:
         x = call.ctx.ops.flip(x, axis=v.axis(d))
+    return live_val(x, call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.roll")
+def roll(call: Call) -> Val:
+    """torch.roll: per dim in the value's layout (Swin's shifted windows roll an image held channels-last);
+    with no dims, over the flattened tensor in torch's element order, then back to its shape."""
+    ops, v = call.ctx.ops, call.val("self")
+    shifts, dims = list(call.args.get("shifts") or []), list(call.args.get("dims") or [])
+    if not dims:
+        if v.dims is not None and any(not isinstance(d, int) for d in v.dims):
+            raise call.unsupported("a roll over the flattened tensor with open sizes", hint=STATIC_HINT)
+        flat = ops.roll(ops.reshape(call.ctx.in_layout(v, None), (-1,)), int(shifts[0]), axis=0)
+        return live_val(ops.reshape(flat, v.shape), call.out_shape)
+    x = v.tensor
+    for shift, d in zip(shifts, dims):
+        x = ops.roll(x, int(shift), axis=v.axis(d))
     return live_val(x, call.out_shape, v.perm)
 
 
