@@ -5,6 +5,7 @@ from porttax.converters.keras_to_torch import (  # noqa: F401  (registration sid
     activation,
     applications,
     attention,
+    augmentation,
     conv,
     core,
     dense,
@@ -17,4 +18,5 @@ from porttax.converters.keras_to_torch import (  # noqa: F401  (registration sid
     recurrent,
     reshape,
     spatial,
+    spectral,
 )

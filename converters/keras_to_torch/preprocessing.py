@@ -1,4 +1,5 @@
-"""Preprocessing layers that are part of a model's function: Rescaling, Normalization, Resizing, CenterCrop.
+"""Preprocessing layers that are part of a model's function: Rescaling, Normalization, Resizing, CenterCrop,
+and the categorical ones (Discretization, CategoryEncoding, IntegerLookup; see their section below).
 
 Rescaling and Normalization are elementwise, so they run in whatever layout their input is held in
 (their constants are permuted at conversion time to match). Normalization keeps its mean and variance
@@ -18,7 +19,7 @@ import numpy as np
 
 from porttax._frameworks import import_keras, import_torch
 from porttax.converters.keras_to_torch._register import keras_to_torch
-from porttax.converters.keras_to_torch.context import LayerCall, TVal, channels_first, is_identity
+from porttax.converters.keras_to_torch.context import LayerCall, TVal, channels_first, is_identity, live
 from porttax.converters.transforms import Chain, Identity, Reshape, Transform, Transpose
 
 torch = import_torch()
@@ -196,3 +197,220 @@ def center_crop(call: LayerCall) -> TVal:
     top, ch, left, cw = aspect_crop(h, w, th, tw, float32=False)
     x = x[:, :, top:top + ch, left:left + cw]
     return call.result(_resize(call, x, (th, tw), "bilinear", False), perm)
+
+
+# ---- categorical preprocessing: Discretization, CategoryEncoding, IntegerLookup ------------------
+#
+# Keras' TensorFlow kernels, written with torch ops that torch.export takes: Bucketize is
+# `torch.bucketize(right=True)` (index i with boundaries[i-1] <= x < boundaries[i]), a StaticHashTable
+# lookup is `torch.searchsorted` on the sorted keys, and one-hot / multi-hot / count encodings compare
+# ids with `arange(depth)`, so an id outside [0, depth) counts nowhere, as in tf.one_hot and bincount.
+# Where Keras raises on bad ids (an unknown id with no OOV index, a negative id in bincount) the module
+# raises too, with `torch._assert_async`, instead of returning a number Keras never returns.
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+class Bucketize(nn.Module):
+    """tf.raw_ops.Bucketize: how many boundaries are <= x. Integers compare as float32, as in TensorFlow's
+    kernel (int compared with float boundaries); float64 inputs compare with the float32 boundaries widened."""
+
+    def __init__(self, boundaries: Sequence[float], dtype: str = "int32") -> None:
+        super().__init__()
+        self.register_buffer("boundaries", torch.tensor(np.asarray(boundaries, np.float32)), persistent=False)
+        self.dtype = getattr(torch, dtype)
+
+    def forward(self, x: Any) -> Any:
+        if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(torch.float32)
+        return torch.bucketize(x, self.boundaries.to(x.dtype), right=True).to(self.dtype)
+
+    def extra_repr(self) -> str:
+        return f"boundaries={self.boundaries.tolist()}"
+
+
+class CategoryEncode(nn.Module):
+    """Keras' `encode_categorical_inputs` for one_hot, multi_hot and count over ids in [0, depth).
+
+    one_hot adds a depth axis (replacing a trailing axis of size 1); multi_hot and count reduce over axis
+    1 (axis 0 of a rank-1 input), as TensorFlow's bincount does per row; count sums `weights` when given.
+    `check_negative`: Keras' bincount path (inputs of rank <= 2) raises on a negative id."""
+
+    def __init__(self, mode: str, depth: int, dtype: str, squeeze_last: bool, reduce_dim: int,
+                 check_negative: bool = False) -> None:
+        super().__init__()
+        self.mode = mode
+        self.depth = int(depth)
+        self.dtype = getattr(torch, dtype)
+        self.squeeze_last = bool(squeeze_last)
+        self.reduce_dim = int(reduce_dim)
+        self.check_negative = bool(check_negative)
+        self.register_buffer("ids", torch.arange(self.depth), persistent=False)
+
+    def forward(self, x: Any, weights: Any = None) -> Any:
+        x = x.to(torch.int64)
+        if self.check_negative:
+            torch._assert_async((x >= 0).all(), "CategoryEncoding: ids must be non-negative (Keras' bincount raises)")
+        if self.squeeze_last:
+            x = x.squeeze(-1)
+        hot = x.unsqueeze(-1) == self.ids
+        if self.mode == "one_hot":
+            return hot.to(self.dtype)
+        if self.mode == "multi_hot":
+            return hot.any(dim=self.reduce_dim).to(self.dtype)
+        if weights is None:
+            return hot.to(self.dtype).sum(dim=self.reduce_dim)
+        return (hot.to(weights.dtype) * weights.unsqueeze(-1)).sum(dim=self.reduce_dim)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, depth={self.depth}, dtype={self.dtype}"
+
+
+class IntegerLookupTable(nn.Module):
+    """IntegerLookup's table: each key's value, `default` for keys not in the table, the mask token's own
+    value, and (with several OOV indices) unknown keys spread over them by `key mod num_oov`.
+
+    `require_known` (no OOV index): Keras raises on an unknown key, so the module raises too."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, default: int, mask_key: int | None,
+                 mask_value: int | None, num_oov: int, oov_start: int, require_known: bool) -> None:
+        super().__init__()
+        order = np.argsort(keys, kind="stable")
+        self.register_buffer("keys", torch.from_numpy(np.ascontiguousarray(keys[order], np.int64)), persistent=False)
+        self.register_buffer("values", torch.from_numpy(np.ascontiguousarray(values[order], np.int64)),
+                             persistent=False)
+        self.default = int(default)
+        self.mask_key = None if mask_key is None else int(mask_key)
+        self.mask_value = None if mask_value is None else int(mask_value)
+        self.num_oov = int(num_oov)
+        self.oov_start = int(oov_start)
+        self.require_known = bool(require_known)
+
+    def forward(self, x: Any) -> Any:
+        x = x.to(torch.int64)
+        pos = torch.searchsorted(self.keys, x).clamp(max=self.keys.shape[0] - 1)
+        found = self.keys[pos] == x
+        out = torch.where(found, self.values[pos], self.default)
+        if self.mask_key is not None:
+            out = torch.where(x == self.mask_key, self.mask_value, out)
+        if self.require_known:
+            torch._assert_async((out != -1).all(), "IntegerLookup: with num_oov_indices=0 every input must be "
+                                "in the vocabulary (Keras raises)")
+        if self.num_oov > 1:
+            out = torch.where(out == self.default, torch.remainder(x, self.num_oov) + self.oov_start, out)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"size={self.keys.shape[0]}, default={self.default}, mask_key={self.mask_key}, "
+                f"num_oov={self.num_oov}")
+
+
+def _encoder(call: LayerCall, v: TVal, mode: str, depth: int, dtype: str, check_negative: bool) -> CategoryEncode:
+    """The encoding module, after checking the shape Keras computes is the one it declares (for rank-3+
+    multi_hot/count CategoryEncoding and IntegerLookup declare (batch, d1, depth) but reduce d1 away)."""
+    shape = tuple(v.shape or ())
+    if not shape:
+        raise call.unsupported("a scalar input")
+    squeeze = mode == "one_hot" and len(shape) > 1 and shape[-1] == 1
+    if mode == "one_hot":
+        computed = (shape[:-1] if squeeze else shape) + (depth,)
+    elif len(shape) > 1:
+        computed = (shape[0],) + shape[2:] + (depth,)
+    else:
+        computed = (depth,)
+    declared = call.out_shape()
+    if len(declared) != len(computed) or any(a is not None and b is not None and a != b
+                                             for a, b in zip(declared, computed)):
+        raise call.unsupported(f"output_mode {mode!r} on a {shape} input: Keras computes shape {computed} but "
+                               f"declares {declared}", hint="encode inputs of rank <= 2 (batch, ids)")
+    check = check_negative and mode in ("multi_hot", "count") and len(shape) <= 2
+    return CategoryEncode(mode, depth, dtype, squeeze, 1 if len(shape) > 1 else 0, check)
+
+
+@keras_to_torch("Discretization")
+def discretization(call: LayerCall) -> TVal:
+    layer = call.layer
+    v = call.x
+    if layer.bin_boundaries is None:
+        raise call.unsupported("no bin_boundaries (the layer was never adapted)",
+                               hint="pass bin_boundaries or call adapt() before saving the model")
+    if layer.sparse:
+        raise call.unsupported("sparse=True output", hint="use sparse=False; torch modules return dense tensors")
+    x = call.ctx.keras_layout(v)
+    bucketize = call.add_module(Bucketize(layer.bin_boundaries, "int32"), "bucketize" if layer.output_mode != "int"
+                                else "")
+    ids = bucketize(x)
+    if layer.output_mode == "int":
+        return call.result(ids)
+    dtype = str(layer.output_dtype)
+    encode = _encoder(call, v, layer.output_mode, len(layer.bin_boundaries) + 1, dtype, check_negative=False)
+    return call.result(call.add_module(encode, "encode")(ids))
+
+
+def _count_weights(call: LayerCall) -> TVal | None:
+    weights = call.kwargs.get("count_weights")
+    if weights is None and len(call.args) > 1:
+        weights = call.args[1]
+    if weights is not None and not (isinstance(weights, TVal) and weights.live):
+        raise call.unsupported("count_weights that are not a model tensor")
+    return weights
+
+
+@keras_to_torch("CategoryEncoding")
+def category_encoding(call: LayerCall) -> TVal:
+    layer = call.layer
+    v = call.x
+    if layer.sparse:
+        raise call.unsupported("sparse=True output", hint="use sparse=False; torch modules return dense tensors")
+    weights = _count_weights(call)
+    encode = _encoder(call, v, layer.output_mode, int(layer.num_tokens), str(layer.dtype), check_negative=True)
+    module = call.add_module(call.module() or encode)
+    x = call.ctx.keras_layout(v)
+    if weights is None:
+        return call.result(module(x))
+    w = call.ctx.keras_layout(weights)
+    dtype = str(layer.compute_dtype)
+    w = w if weights.dtype == dtype else w.to(getattr(torch, dtype))  # Keras converts them to compute_dtype
+    return call.result(module(x, w))
+
+
+def _lookup_table(call: LayerCall) -> IntegerLookupTable:
+    layer = call.layer
+    keys, values = (np.asarray(t.numpy()) for t in layer.lookup_table.export())
+    if keys.size == 0:
+        raise call.unsupported("an empty vocabulary", hint="pass vocabulary= or call adapt() before saving")
+    if layer.invert:
+        return IntegerLookupTable(keys, values, int(layer.oov_token), 0 if layer.mask_token is not None else None,
+                                  layer.mask_token, 0, 0, False)
+    if layer.num_oov_indices > 1 and layer.oov_method != "floormod":
+        raise call.unsupported(f"oov_method {layer.oov_method!r} (a FarmHash of the key's decimal string)",
+                               hint="use oov_method='floormod', or num_oov_indices=1")
+    int_mode = layer.output_mode == "int"
+    mask_value = 0 if int_mode else _INT64_MAX  # Keras' mask value; out of every encoding's range
+    return IntegerLookupTable(keys, values, int(layer._default_value), layer.mask_token, mask_value,
+                              int(layer.num_oov_indices), int(layer._oov_start_index()),
+                              require_known=layer.num_oov_indices == 0)
+
+
+@keras_to_torch("IntegerLookup")
+def integer_lookup(call: LayerCall) -> TVal:
+    """Lookup, then the output mode's encoding. Keras returns int64 for every mode but tf_idf (its own
+    output spec says float32 for one_hot/multi_hot/count; the layer's result is int64, and so is this)."""
+    layer = call.layer
+    v = call.x
+    if layer.sparse:
+        raise call.unsupported("sparse=True output", hint="use sparse=False; torch modules return dense tensors")
+    x = call.ctx.keras_layout(v)
+    int_mode = layer.output_mode == "int"
+    table = call.module("" if int_mode else "lookup") or _lookup_table(call)
+    ids = call.add_module(table, "" if int_mode else "lookup")(x)
+    if int_mode:
+        return live(ids, call.out_shape(), None, "int64")
+    depth = int(layer.max_tokens if layer.pad_to_max_tokens else layer._frozen_vocab_size)
+    mode = "count" if layer.output_mode == "tf_idf" else layer.output_mode
+    encode = call.module("encode") or _encoder(call, v, mode, depth, "int64", check_negative=False)
+    out = call.add_module(encode, "encode")(ids)
+    if layer.output_mode != "tf_idf":
+        return live(out, call.out_shape(), None, "int64")
+    idf = np.asarray(layer.idf_weights_const.numpy())
+    return call.result(out.to(getattr(torch, str(idf.dtype))) * call.ctx.constant(idf, "idf_weights"))
