@@ -7,9 +7,11 @@ from porttax.converters.keras_to_torch import (  # noqa: F401  (registration sid
     attention,
     augmentation,
     conv,
+    conv_recurrent,
     core,
     dense,
     embedding,
+    keras_hub,
     merge,
     norm,
     ops,
@@ -19,4 +21,5 @@ from porttax.converters.keras_to_torch import (  # noqa: F401  (registration sid
     reshape,
     spatial,
     spectral,
+    wrappers,
 )

@@ -21,8 +21,13 @@ directions map to the same torch module becomes one module with `bidirectional=T
 outputs are already aligned with the forward ones, as Keras aligns them); otherwise each direction
 is converted on its own, under the Keras sublayer names (`forward_gru`, `backward_gru`).
 
+`keras.layers.RNN` over a `StackedRNNCells` (or a list of cells) becomes one torch module per cell,
+`<layer>.cells.<i>`, run one after the other over the whole sequence (see `_run_stack`). A cell called on
+its own (`h, states = cell(x, states)`, one time step) becomes the same module run on a length-one
+sequence, so LSTMCell, GRUCell, SimpleRNNCell and StackedRNNCells are converters of their own.
+
 Refused: `stateful=True` (the state lives between calls), masks (skipped time steps), cells other than
-Keras' three built-in ones, and activations porttax has no torch equivalent for.
+Keras' three built-in ones (and stacks of them), and activations porttax has no torch equivalent for.
 """
 
 from __future__ import annotations
@@ -161,7 +166,7 @@ class KerasSimpleRNN(nn.Module):
 # ---- what one Keras RNN layer is -------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Spec:
-    layer: Any  # the Keras RNN layer
+    cell: Any  # the Keras cell (an RNN layer's `cell`, one of a StackedRNNCells' cells, or a cell called directly)
     kind: str  # "LSTM", "GRU" or "SimpleRNN"
     units: int
     input_size: int
@@ -193,26 +198,40 @@ class _Spec:
 def _spec(call: LayerCall, layer: Any) -> _Spec:
     """Read a Keras RNN layer, refusing what its torch counterpart would not compute exactly."""
     where = "the layer" if layer is call.layer else f"its sublayer {layer.name!r}"
-    cell = layer.cell
-    cell_type = type(cell)
-    kind = _CELLS.get(cell_type.__name__) if cell_type.__module__.startswith("keras.src.") else None
-    if kind is None:
-        raise call.unsupported(
-            f"the recurrent cell of {where} is a {cell_type.__name__}, not a Keras LSTMCell, GRUCell or SimpleRNNCell",
-            hint="custom and stacked cells are not converted; use keras.layers.LSTM/GRU/SimpleRNN layers",
-        )
+    _refuse_stateful(call, layer, where)
+    return _cell_spec(call, layer.cell, f"the recurrent cell of {where}", bool(layer.go_backwards))
+
+
+def _refuse_stateful(call: LayerCall, layer: Any, where: str) -> None:
     if layer.stateful:
         raise call.unsupported(
             f"{where} is stateful (its state carries over from one call to the next), which a torch module "
             "that starts from the given initial state on every call does not model",
             hint="convert a copy built with stateful=False and pass the carried state as initial_state",
         )
+
+
+def _is_keras(obj: Any, name: str) -> bool:
+    """Whether `obj` is Keras' own `name` class (a same-named class from elsewhere may compute something else)."""
+    return type(obj).__name__ == name and type(obj).__module__.startswith("keras.src.")
+
+
+def _cell_spec(call: LayerCall, cell: Any, where: str, go_backwards: bool = False) -> _Spec:
+    """Read one Keras cell (`where` names it in errors)."""
+    cell_type = type(cell)
+    kind = _CELLS.get(cell_type.__name__) if cell_type.__module__.startswith("keras.src.") else None
+    if kind is None:
+        raise call.unsupported(
+            f"{where} is a {cell_type.__name__}, not a Keras LSTMCell, GRUCell, SimpleRNNCell or StackedRNNCells "
+            "of them",
+            hint="custom cells are not converted; use keras.layers.LSTM/GRU/SimpleRNN layers or their cells",
+        )
     if not cell.built:
         raise call.unsupported(f"{where} has no weights yet", hint="build the model (call it once) first")
     act = activation_name(cell.activation)
     rec = activation_name(cell.recurrent_activation) if kind != "SimpleRNN" else None
-    return _Spec(layer, kind, int(cell.units), int(cell.kernel.shape[0]), bool(cell.use_bias), act, rec,
-                 bool(getattr(cell, "reset_after", False)), bool(layer.go_backwards))
+    return _Spec(cell, kind, int(cell.units), int(cell.kernel.shape[0]), bool(cell.use_bias), act, rec,
+                 bool(getattr(cell, "reset_after", False)), go_backwards)
 
 
 def _refuse_masks(call: LayerCall) -> None:
@@ -254,8 +273,8 @@ def _make_module(call: LayerCall, spec: _Spec, bidirectional: bool = False) -> A
 
 
 def _port_weights(call: LayerCall, spec: _Spec, module: Any, suffix: str = "", direction: str = "") -> None:
-    """Copy one Keras layer's weights into `module` (`direction` "_reverse": its reverse half)."""
-    cell = spec.layer.cell
+    """Copy one Keras cell's weights into `module` (`direction` "_reverse": its reverse half)."""
+    cell = spec.cell
     if not spec.builtin:
         for name in ("kernel", "recurrent_kernel", "bias"):
             if getattr(cell, name, None) is not None:
@@ -296,14 +315,20 @@ def _port_row(call: LayerCall, variable: Any, row: int, module: Any, param: str,
                                    f"row {row} of {tuple(array.shape)} then {transform.describe()}", port.shape)
 
 
-def _initial_states(call: LayerCall) -> list[Any] | None:
-    """The `initial_state=` argument as operands in the Keras layout, (batch, units) each, or None."""
-    given = call.kwargs.get("initial_state", call.args[1] if len(call.args) > 1 else None)
+def _initial_states(call: LayerCall, name: str = "initial_state") -> list[Any] | None:
+    """The `initial_state=` argument (a cell's `states`) as operands in the Keras layout, (batch, units) each,
+    nested lists (a StackedRNNCells' per-cell states) flattened in order; None when not given."""
+    given = call.kwargs.get(name, call.args[1] if len(call.args) > 1 else None)
     if given is None:
         return None
-    items = list(given) if isinstance(given, (list, tuple)) else [given]
     return [call.ctx.operand(item if isinstance(item, TVal) else np.asarray(item, dtype=np.float32))
-            for item in items]
+            for item in _flatten(given)]
+
+
+def _flatten(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [item for v in value for item in _flatten(v)]
+    return [value]
 
 
 def _hx(spec: _Spec, states: list[Any] | None, reverse: list[Any] | None = None) -> Any:
@@ -352,10 +377,48 @@ def _run_one(call: LayerCall, spec: _Spec, x: Any, init: list[Any] | None, suffi
     return run(x) if hx is None else run(x, hx)
 
 
+def _run_stack(call: LayerCall, specs: list[_Spec], x: Any, init: list[Any] | None) -> list[_Finals]:
+    """Run a StackedRNNCells' cells one after another, each over the whole sequence the one below produced.
+
+    Keras steps all cells together at each time step, but no cell reads a later cell's state, so running
+    cell 0 over every step, then cell 1 over its outputs, and so on, computes the same numbers. Each cell
+    is its own torch module, `<layer>.cells.<i>`; only the first reads the input flipped (go_backwards),
+    the others read their input in the order it was produced.
+    """
+    finals, at = [], 0
+    for i, spec in enumerate(specs):
+        mine = None if init is None else init[at: at + spec.states]
+        at += spec.states
+        out = _run_one(call, spec, x, mine, suffix=f"cells.{i}")
+        finals.append(_Finals(spec, out))
+        x = out[0]
+    return finals
+
+
+def _stack_specs(call: LayerCall, stack: Any, go_backwards: bool = False) -> list[_Spec]:
+    return [_cell_spec(call, cell, f"cell {i} ({cell.name!r}) of its StackedRNNCells", go_backwards and i == 0)
+            for i, cell in enumerate(stack.cells)]
+
+
+def _stacked_rnn(call: LayerCall) -> list[TVal]:
+    layer = call.layer
+    _refuse_stateful(call, layer, "the layer")
+    specs = _stack_specs(call, layer.cell, bool(layer.go_backwards))
+    finals = _run_stack(call, specs, call.ctx.keras_layout(call.x), _initial_states(call))
+    states = [s for f in finals for s in f.states()] if layer.return_state else []
+    if layer.return_sequences:
+        first = finals[-1].out[0]
+    else:
+        first = finals[-1].last()
+    return [call.result(o, index=i) for i, o in enumerate([first] + states)]
+
+
 @keras_to_torch("LSTM", "GRU", "SimpleRNN", "RNN")
 def recurrent(call: LayerCall) -> list[TVal]:
     layer = call.layer
     _refuse_masks(call)
+    if _is_keras(layer.cell, "StackedRNNCells"):
+        return _stacked_rnn(call)
     spec = _spec(call, layer)
     out = _run_one(call, spec, call.ctx.keras_layout(call.x), _initial_states(call))
     finals = _Finals(spec, out)
@@ -422,3 +485,43 @@ def _merge(mode: str | None, y: Any, y_rev: Any) -> list[Any]:
     if mode == "mul":
         return [y * y_rev]
     return [y, y_rev]  # merge_mode=None: two outputs
+
+
+# ---- cells called on their own -----------------------------------------------------------------------------
+def _cell_states(call: LayerCall) -> list[Any]:
+    states = _initial_states(call, name="states")
+    if states is None:
+        raise call.unsupported("a cell called without its states", hint="pass the states, as Keras requires")
+    return states
+
+
+def _cell_results(call: LayerCall, h: Any, states: list[Any]) -> list[TVal]:
+    """A cell's (output, new states) as the node's flattened outputs: h, then every state."""
+    outs = [h] + states
+    if len(outs) != len(call.outputs):
+        raise call.unsupported(f"the cell returns {len(call.outputs)} tensors, porttax expected {len(outs)}")
+    return [call.result(o, index=i) for i, o in enumerate(outs)]
+
+
+@keras_to_torch("LSTMCell", "GRUCell", "SimpleRNNCell")
+def recurrent_cell(call: LayerCall) -> list[TVal]:
+    """One time step, `h, states = cell(x, states)`: the cell's torch module (as in an RNN over it) run on a
+    sequence of length one."""
+    spec = _cell_spec(call, call.layer, "the cell")
+    x = call.ctx.keras_layout(call.x).unsqueeze(1)
+    finals = _Finals(spec, _run_one(call, spec, x, _cell_states(call)))
+    states = finals.states()
+    return _cell_results(call, states[0], states)
+
+
+@keras_to_torch("StackedRNNCells")
+def stacked_cells(call: LayerCall) -> list[TVal]:
+    """One time step through every cell of the stack, each cell's new h the next one's input."""
+    if not _is_keras(call.layer, "StackedRNNCells"):
+        raise call.unsupported(f"a StackedRNNCells from {type(call.layer).__module__}",
+                               hint="porttax converts Keras' own StackedRNNCells")
+    specs = _stack_specs(call, call.layer)
+    x = call.ctx.keras_layout(call.x).unsqueeze(1)
+    finals = _run_stack(call, specs, x, _cell_states(call))
+    states = [s for f in finals for s in f.states()]
+    return _cell_results(call, finals[-1].last(), states)

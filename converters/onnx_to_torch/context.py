@@ -14,6 +14,23 @@ from typing import Any
 
 import numpy as np
 
+from porttax.errors import UnsupportedError
+
+
+class NeedsConstant(UnsupportedError):
+    """A converter needs an input's value at conversion time (a shape, axes, a weight) and the graph
+    computes it at run time. `input_name` is the ONNX value, so a caller that knows it (a test feeding
+    fixed data, a user freezing an input) can make it an initializer and convert again."""
+
+    def __init__(self, message: str, *, input_name: str = "", path: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.input_name = input_name
+
+    def at(self, path: str) -> "NeedsConstant":
+        return self if self.path is not None else NeedsConstant(self.message, input_name=self.input_name, path=path,
+                                                                 hint=self.hint)
+
 
 @dataclass
 class Const:
@@ -115,7 +132,8 @@ class OnnxCall:
     def const(self, i: int) -> np.ndarray:
         value = self.inputs[i]
         if not isinstance(value, Const):
-            raise self.unsupported(f"input {i} must be known at conversion time (a constant)")
+            plain = self.unsupported(f"input {i} must be known at conversion time (a constant)")
+            raise NeedsConstant(plain.message, input_name=self.node.input[i], hint=plain.hint)
         return value.value
 
     def value(self, i: int) -> Any:

@@ -4,6 +4,7 @@ from porttax.converters.torch_to_keras import (  # noqa: F401  (registration sid
     activation,
     attention,
     conv,
+    distance,
     elementwise,
     embedding,
     factories,
@@ -15,5 +16,9 @@ from porttax.converters.torch_to_keras import (  # noqa: F401  (registration sid
     recurrent,
     reduction,
     resize,
+    sampling,
+    scatter,
     shape,
+    sorting,
+    strided,
 )

@@ -38,7 +38,7 @@ HANDLED_BY_DRIVER = frozenset(_SHAPE_ONLY | _NO_VALUE)
 # other op that takes a size computed from an open dim is refused (its value would be the example's).
 _SIZE_ARGS = {
     "aten.view", "aten._unsafe_view", "aten.expand", "aten.slice", "aten.full", "aten.arange", "aten.zeros",
-    "aten.ones", "aten.empty", "aten.eye", *_SHAPE_ONLY,
+    "aten.ones", "aten.empty", "aten.eye", "aten.scalar_tensor", "aten.empty_strided", *_SHAPE_ONLY,
 }
 
 ProgressFn = Callable[[int, int, str], None]

@@ -8,6 +8,16 @@ from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
 
 
+def broadcast_add(ops: Any, x: Any, y: Any) -> Any:
+    """x + y where broadcasting expands an operand.
+
+    keras.ops.add on TensorFlow turns an add whose second operand squeezes to a vector into
+    tf.nn.bias_add along the last axis or axis 1, whichever has the vector's length: the wrong axis
+    (or a wrong shape) where broadcasting means another ((2, 3, 3) + (3, 1), (N, C, H, C) + (1, C, 1, 1)).
+    x - (-y) is the same IEEE sum, bit for bit, without that shortcut."""
+    return ops.subtract(x, ops.negative(y))
+
+
 def _binary(call: Call, fn: Callable[[Any, Any], Any], a: str = "self", b: str = "other") -> Val:
     (x, y), perm = call.ctx.align([call.val(a), call.val(b)], len(call.out_shape))
     return live_val(fn(x, y), call.out_shape, perm)
@@ -183,6 +193,22 @@ def cast(call: Call) -> Val:
     v = call.val("self")
     dtype = _TORCH_DTYPES.get(call.out_dtype, call.out_dtype)
     return live_val(call.ctx.ops.cast(v.tensor, dtype), call.out_shape, v.perm)
+
+
+@torch_to_keras("aten.copy")
+def copy(call: Call) -> Val:
+    """copy(self, src) — what `self.copy_(src)` becomes once functionalised: src broadcast to self's
+    shape and cast to self's dtype. Nothing of self's values survives, so self lends only its shape
+    (through a `where` over a mask of its shape, which reads no values and adds nothing: a NaN in self
+    stays out, a -0.0 in src stays -0.0)."""
+    ops = call.ctx.ops
+    dtype = _TORCH_DTYPES.get(call.out_dtype, call.out_dtype)
+    this, src = call.val("self"), call.val("src")
+    (x, y), perm = call.ctx.align([this, src], len(call.out_shape))
+    y = ops.cast(y, dtype)
+    if not (isinstance(src, Val) and src.live) or tuple(src.shape) != tuple(call.out_shape):
+        y = ops.where(ops.ones_like(x, dtype="bool"), y, ops.zeros_like(x, dtype=dtype))
+    return live_val(y, call.out_shape, perm)
 
 
 @torch_to_keras("aten.clone", "aten.alias", "aten.detach", "aten.native_dropout")

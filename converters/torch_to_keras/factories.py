@@ -1,4 +1,4 @@
-"""Tensors made from sizes alone: `arange`, `full`, `zeros`/`ones`, `new_*` and `*_like`.
+"""Tensors made from sizes alone: `arange`, `full`, `zeros`/`ones`, `new_*`, `*_like`, `scalar_tensor`.
 
 With fixed input shapes the driver folds these to constants at conversion time. They reach a
 converter only when a size is symbolic (an open batch or sequence dim: `torch.arange(seq)` for
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from porttax._frameworks import import_torch
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
-from porttax.converters.torch_to_keras.symbolic import STATIC_HINT, symbolic_scalar
+from porttax.converters.torch_to_keras.symbolic import STATIC_HINT, dims_of, symbolic_scalar
 
 
 def _literal(call: Call, name: str, default: Any) -> Any:
@@ -36,7 +37,8 @@ def arange(call: Call) -> Val:
 
 
 _FILL = {"aten.zeros": 0, "aten.ones": 1, "aten.new_zeros": 0, "aten.new_ones": 1, "aten.empty": 0,
-         "aten.new_empty": 0, "aten.zeros_like": 0, "aten.ones_like": 1, "aten.empty_like": 0}
+         "aten.new_empty": 0, "aten.zeros_like": 0, "aten.ones_like": 1, "aten.empty_like": 0,
+         "aten.empty_strided": 0}  # strides only say how the undefined contents sit in memory
 
 
 @torch_to_keras("aten.full", "aten.new_full", "aten.full_like", "aten.fill.Scalar", *_FILL)
@@ -58,3 +60,16 @@ def eye(call: Call) -> Val:
     same = ops.equal(ops.expand_dims(call.ctx.sizes.arange(rows, "int32"), 1),
                      ops.expand_dims(call.ctx.sizes.arange(cols, "int32"), 0))
     return live_val(ops.cast(same, call.out_dtype), call.out_shape)
+
+
+@torch_to_keras("aten.scalar_tensor")
+def scalar_tensor(call: Call) -> Val:
+    """A 0-d tensor holding a number; it reaches a converter only when the number is an open size
+    (`torch.tensor(x.shape[1])`), which is then counted at run time from the input carrying it."""
+    raw = call.args["s"]
+    if not symbolic_scalar(raw):  # a literal: folded by the driver, kept here for completeness
+        return Val(const=import_torch().scalar_tensor(_literal(call, "s", 0), dtype=call.node.meta["val"].dtype))
+    (size,) = dims_of((raw.meta["val"],))
+    ops = call.ctx.ops
+    count = ops.sum(call.ctx.sizes.vector(size))
+    return live_val(ops.cast(count, call.out_dtype), ())

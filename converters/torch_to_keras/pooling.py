@@ -9,7 +9,6 @@ the divisor correction, which depends only on shapes, is folded into a constant.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -132,16 +131,18 @@ def _adaptive(call: Call, kind: str) -> Val:
         table = {"avg": [keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D],
                  "max": [keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D]}
         out = call.ctx.apply_layer(table[kind][nd - 1](pool_size=k, strides=k, name=name), x, {})
-    elif kind == "avg" and nd == 2:
-        mh, mw = _adaptive_matrix(spatial[0], out_size[0]), _adaptive_matrix(spatial[1], out_size[1])
-        out = ops.einsum("nhwc,hi,wj->nijc", x, mh, mw)
+    elif kind == "avg":
+        # one averaging matrix per spatial axis: "nhwc,hi,wj->nijc" in 2-D, the same pattern in 1-D and 3-D
+        src, dst = "dhw"[3 - nd:], "ijk"[:nd]
+        spec = f"n{src}c," + ",".join(f"{a}{b}" for a, b in zip(src, dst)) + f"->n{dst}c"
+        out = ops.einsum(spec, x, *(_adaptive_matrix(s, o) for s, o in zip(spatial, out_size)))
     else:
         raise call.unsupported(f"adaptive {kind} pooling from {tuple(spatial)} to {tuple(out_size)}")
     return live_val(out, tuple(v.shape[:2]) + tuple(out_size), channels_last(v.rank))
 
 
 @torch_to_keras("aten.adaptive_avg_pool1d", "aten.adaptive_avg_pool2d", "aten.adaptive_avg_pool3d",
-                "aten._adaptive_avg_pool2d")
+                "aten._adaptive_avg_pool2d", "aten._adaptive_avg_pool3d")
 def adaptive_avg_pool(call: Call) -> Val:
     return _adaptive(call, "avg")
 
