@@ -6,7 +6,7 @@
 
 The cases are the ones `onnx.backend.test.case.node.collect_testcases()` builds offline (1,884 with onnx
 1.23): a model, its inputs and the outputs ONNX's reference computed. Each road is porttax as an
-`onnx.backend` backend (porttax.onnx_backend): the torch road runs the `torch.export` program porttax
+`onnx.backend` backend (porttax.operator_sets.onnx_backend): the torch road runs the `torch.export` program porttax
 captures from the file, the Keras road the Keras model converted from it, the SavedModel road the
 reloaded SavedModel's serving signature; onnxruntime runs the same models as the reference point.
 Outputs are compared as ONNX's own runner does (same shapes and dtypes; `assert_allclose` at each case's
@@ -68,7 +68,7 @@ def primary_op(case: Any) -> str:
 
 def out_of_scope(case: Any) -> str | None:
     """Why a case is out of scope, or None."""
-    from porttax.coverage import ONNX_OUT_OF_SCOPE
+    from porttax.operator_sets.coverage import ONNX_OUT_OF_SCOPE
 
     graph = case.model.graph
     for node in _all_nodes(graph):
@@ -127,7 +127,7 @@ def run_case(case: Any, road: str) -> tuple[str, str]:
         if road == "onnxruntime":
             rep: Any = _OrtRep(case.model)
         else:
-            from porttax.onnx_backend import BACKENDS
+            from porttax.operator_sets.onnx_backend import BACKENDS
 
             rep = BACKENDS[road].prepare(case.model)
         for inputs, expected in case.data_sets:

@@ -372,7 +372,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _coverage(args: argparse.Namespace) -> int:
-    from porttax import coverage
+    from porttax.operator_sets import coverage
     from porttax.errors import InputError
 
     if args.model is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from porttax import coverage
+from porttax.operator_sets import coverage
 
 TABLES = coverage.coverage()  # once for the module: reading torch's op list takes a few seconds
 

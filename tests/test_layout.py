@@ -27,7 +27,7 @@ ALLOWED = {
     "parity": {"base", "parity", "sources", "tfjs"},
     "targets": {"base", "targets", "sources", "converters", "parity", "models", "tfjs"},
 }
-SUB_PACKAGES = ("sources", "targets", "parity", "converters", "models", "audit", "tfjs")
+SUB_PACKAGES = ("sources", "targets", "parity", "converters", "models", "audit", "tfjs", "operator_sets")
 
 
 def _modules() -> dict[str, Path]:

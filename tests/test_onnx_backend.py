@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from porttax._frameworks import import_keras, import_torch
 from porttax.errors import PorttaxError
-from porttax.onnx_backend import BACKENDS, KerasBackend, TorchBackend
+from porttax.operator_sets.onnx_backend import BACKENDS, KerasBackend, TorchBackend
 
 import_torch()  # before Keras/TensorFlow: see porttax._frameworks
 import_keras()

@@ -94,6 +94,10 @@ class Context:
         self._consts = 0
         self.current: LayerRecord | None = None
         self.prefix = ""  # module path of the nested Keras model being walked
+        # the driver's graph functions (lookup, find_unsupported, functional_view, run_graph), set by the
+        # driver: a wrapper layer (TimeDistributed) converts what it wraps through them, and no converter
+        # family imports the driver, which imports every family
+        self.driver: Any = None
 
     # ---- graph building ------------------------------------------------------------------------
     def placeholder(self, name: str) -> Any:

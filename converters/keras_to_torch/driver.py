@@ -11,6 +11,7 @@ and `torch.export` takes it as is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -219,6 +220,8 @@ def convert_keras_model(
     if porttax_names is None:
         porttax_names = _uses_porttax_names(model)
     ctx = Context(log, porttax_names=porttax_names)
+    ctx.driver = SimpleNamespace(lookup=lookup, find_unsupported=find_unsupported, functional_view=functional_view,
+                                 run_graph=_run_graph)
     total = _count_nodes(graph)
     state = {"done": 0}
 

@@ -28,7 +28,6 @@ from typing import Any
 from porttax._frameworks import import_keras
 from porttax.converters.keras_to_torch._register import keras_to_torch
 from porttax.converters.keras_to_torch.context import LayerCall, Perm, TVal, is_identity, live
-from porttax.converters.keras_to_torch.driver import find_unsupported, functional_view, lookup
 from porttax.errors import UnsupportedError
 
 
@@ -43,7 +42,7 @@ def _run_inner(call: LayerCall, inner: Any, x: TVal, outputs: list[Any]) -> list
     keras = import_keras()
     if isinstance(inner, keras.Model):
         return _run_inner_model(call, inner, x)
-    conv = lookup(inner)
+    conv = call.ctx.driver.lookup(inner)
     if conv is None:
         raise call.unsupported(
             f"the wrapped layer {inner.name!r} ({type(inner).__name__}) has no Keras→torch converter",
@@ -60,20 +59,19 @@ def _run_inner(call: LayerCall, inner: Any, x: TVal, outputs: list[Any]) -> list
 def _run_inner_model(call: LayerCall, inner: Any, x: TVal) -> list[TVal]:
     """A whole Keras model inside a wrapper (a per-frame CNN in a TimeDistributed): its layers are walked
     as a nested model is, under the wrapper's module path."""
-    from porttax.converters.keras_to_torch import driver
-
-    missing = find_unsupported(inner)
+    driver = call.ctx.driver
+    missing = driver.find_unsupported(inner)
     if missing:
         names = ", ".join(f"{m['layer']} ({m['op']})" for m in missing)
         raise call.unsupported(f"layers of its wrapped model have no Keras→torch converter: {names}",
                                hint="replace them with built-in Keras layers, or register converters for them")
-    graph = functional_view(inner)
+    graph = driver.functional_view(inner)
     if len(graph.inputs) != 1:
         raise call.unsupported(f"its wrapped model takes {len(graph.inputs)} inputs; a wrapper passes one")
     saved = call.ctx.prefix
     call.ctx.prefix = call.path
     try:
-        return driver._run_graph(graph, [x], call.ctx, None, 0, {"done": 0})
+        return driver.run_graph(graph, [x], call.ctx, None, 0, {"done": 0})
     finally:
         call.ctx.prefix = saved
 
