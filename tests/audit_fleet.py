@@ -36,13 +36,13 @@ def build_fleet(folder: Path) -> Path:
     models.build_checkpoint("resnet-tiny", folder / "resnet.safetensors", seed=2)
     models.build_checkpoint("llama-tiny", folder / "llama.pt", seed=3)
 
-    class TopK(torch.nn.Module):  # aten.topk: no torch→Keras converter, and ONNX TopK has none either
+    class TopK(torch.nn.Module):  # aten.bernoulli: random, so neither road converts it (ONNX Bernoulli)
         def __init__(self) -> None:
             super().__init__()
             self.proj = torch.nn.Linear(16, 16)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.proj(x).topk(4, dim=-1).values
+            return torch.bernoulli(torch.sigmoid(self.proj(x)))
 
     torch.manual_seed(4)
     export(TopK(), (torch.randn(1, 16),), folder / "topk.pt2")

@@ -78,10 +78,10 @@ def test_corrupt_file_and_unsupported_op_carry_their_reasons(first_audit: tuple[
     broken = rows["broken.pt2"]
     assert "torch.export archive" in broken["reason"] and broken["effort_terms"] == {"unreadable": 1.0}
     topk = rows["topk.pt2"]
-    assert topk["manual_work"] == [{"op": "aten.topk.default", "count": 1, "where": ["<top level>"], "road": "direct"}]
-    assert "direct:" in topk["reason"] and "onnx:" in topk["reason"] and "TopK" in topk["reason"]
+    assert topk["manual_work"] == [{"op": "aten.bernoulli.default", "count": 1, "where": ["<top level>"], "road": "direct"}]
+    assert "direct:" in topk["reason"] and "onnx:" in topk["reason"] and "Bernoulli" in topk["reason"]
     assert [r["status"] for r in topk["roads"]] == ["not converted", "not converted"]
-    # the Linear converts, the top-level module holding topk does not
+    # the Linear converts, the top-level module holding bernoulli does not
     assert (topk["layers_covered"], topk["layers_total"]) == (1, 2)
     coefficients = report["effort"]["coefficients"]
     assert topk["effort_hours"] == coefficients["per_op_type"] + coefficients["per_occurrence"]
@@ -231,9 +231,10 @@ def test_inspect_names_unsupported_ops_without_converting(fleet: Path, tmp_path:
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads(done.stdout)
     direct = next(r for r in info["roads"] if r["road"] == "direct")
-    assert [(o["op"], o["count"], o["where"]) for o in direct["unsupported"]] == [("aten.topk.default", 1, ["<top level>"])]
+    assert [(o["op"], o["count"], o["where"]) for o in direct["unsupported"]] == [("aten.bernoulli.default", 1, ["<top level>"])]
     assert not direct["complete"] and info["params_total"] == 16 * 16 + 16
-    assert {o["op"]: o["roads"]["direct"] for o in info["ops"]} == {"aten.linear.default": True, "aten.topk.default": False}
+    assert {o["op"]: o["roads"]["direct"] for o in info["ops"]} == {
+        "aten.linear.default": True, "aten.sigmoid.default": True, "aten.bernoulli.default": False}
     assert sorted(p.name for p in fleet.iterdir()) == before  # nothing written
 
     text = run_cli("inspect", str(fleet / "resnet.safetensors"))
@@ -253,7 +254,7 @@ def test_inspect_deep_prices_the_onnx_road(fleet: Path) -> None:
     done = run_cli("inspect", str(fleet / "topk.pt2"), "--deep", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     onnx = next(r for r in json.loads(done.stdout)["roads"] if r["road"] == "onnx")
-    assert [o["op"] for o in onnx["unsupported"]] == ["TopK"] and not onnx["complete"]
+    assert [o["op"] for o in onnx["unsupported"]] == ["Bernoulli"] and not onnx["complete"]
     assert onnx["params_total"] == 16 * 16 + 16 and onnx["params_covered"] == 0
 
 
