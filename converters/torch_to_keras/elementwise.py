@@ -4,18 +4,37 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from porttax.converters.torch_to_keras._register import torch_to_keras
 from porttax.converters.torch_to_keras.context import Call, Val, live_val
 
 
 def broadcast_add(ops: Any, x: Any, y: Any) -> Any:
-    """x + y where broadcasting expands an operand.
+    """x + y, as torch broadcasts it.
 
-    keras.ops.add on TensorFlow turns an add whose second operand squeezes to a vector into
-    tf.nn.bias_add along the last axis or axis 1, whichever has the vector's length: the wrong axis
-    (or a wrong shape) where broadcasting means another ((2, 3, 3) + (3, 1), (N, C, H, C) + (1, C, 1, 1)).
-    x - (-y) is the same IEEE sum, bit for bit, without that shortcut."""
-    return ops.subtract(x, ops.negative(y))
+    keras.ops.add on TensorFlow treats a second operand that squeezes to a vector as a bias and calls
+    tf.nn.bias_add along the last axis or axis 1, whichever has the vector's length: the wrong axis (or a
+    wrong shape) where broadcasting puts the vector elsewhere ((2, 3, 3) + (3, 1), (N, C, H, C) + (C, 1, 1)).
+    Those adds are written x - (-y), the same IEEE sum bit for bit; every other add stays an add, so a
+    bias after a matmul or convolution still fuses with it."""
+    return ops.subtract(x, ops.negative(y)) if _bias_add_misplaces(x, y) else ops.add(x, y)
+
+
+def _bias_add_misplaces(x: Any, y: Any) -> bool:
+    """Whether keras.ops.add(x, y) would take its bias_add path onto another axis than broadcasting means."""
+    xs, ys = list(getattr(x, "shape", np.shape(x))), list(getattr(y, "shape", np.shape(y)))
+    wide = [i for i, d in enumerate(ys) if d is None or d > 1]
+    if len(xs) < 2 or len(wide) != 1 or ys[wide[0]] is None:
+        return False
+    if len(ys) > len(xs):
+        return True  # broadcasting widens x, which bias_add never does
+    size, axis = ys[wide[0]], len(xs) - len(ys) + wide[0]  # the axis of x the vector broadcasts along
+    if size == xs[-1]:
+        return axis != len(xs) - 1
+    if size == xs[1]:
+        return axis != 1
+    return False
 
 
 def _binary(call: Call, fn: Callable[[Any, Any], Any], a: str = "self", b: str = "other") -> Val:
@@ -42,7 +61,7 @@ def _scaled(call: Call, name: str) -> Any:
 def add(call: Call) -> Val:
     other = _scaled(call, "other")
     (x, y), perm = call.ctx.align([call.val("self"), other], len(call.out_shape))
-    return live_val(call.ctx.ops.add(x, y), call.out_shape, perm)
+    return live_val(broadcast_add(call.ctx.ops, x, y), call.out_shape, perm)
 
 
 @torch_to_keras("aten.sub")
