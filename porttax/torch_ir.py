@@ -29,14 +29,22 @@ def size_hints(shape: Any) -> tuple[int, ...]:
     """A recorded shape as ints: symbolic sizes as the example's value.
 
     Never `int(d)` on a symbolic size: that guards the program's shape environment, which from then
-    on treats the size as fixed for every node that uses it (a dynamic batch becomes batch 2)."""
+    on treats the size as fixed for every node that uses it (a dynamic batch becomes batch 2).
+    A data-dependent size (the row count of `nonzero`) has no example value; it reads as 0. It stays
+    open (`is_open`), so a converter that needs it as a number refuses, and only the export's range
+    assertions, which produce nothing, ever read the 0."""
     out = []
     for d in shape:
         if isinstance(d, int):
             out.append(d)
             continue
         hint = getattr(d.node, "hint", None)
-        out.append(int(hint) if hint is not None else int(d))
+        if hint is not None:
+            out.append(int(hint))
+        elif d.node.expr.is_number:
+            out.append(int(d.node.expr))
+        else:
+            out.append(0)
     return tuple(out)
 
 

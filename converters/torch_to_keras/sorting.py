@@ -91,3 +91,16 @@ def topk(call: Call) -> list[Val]:
     the sorted one is as good; ties come out in index order (torch's CPU kernel may pick others)."""
     largest = call.args.get("largest")
     return _sorted(call, int(call.args["k"]), largest=True if largest is None else bool(largest))
+
+
+@torch_to_keras("aten.nonzero")
+def nonzero(call: Call) -> Val:
+    """The (n, rank) int64 coordinates of the non-zero elements in torch's element order. n depends on
+    the data: the Keras tensor has that dim open, which a TensorFlow functional model carries (JAX,
+    which traces fixed shapes, cannot run it)."""
+    v = call.val("self")
+    if v.rank == 0:
+        raise call.unsupported("nonzero of a 0-d tensor (an (n, 0) result)", hint="index a 1-element view instead")
+    ops = call.ctx.ops
+    coords = ops.stack(ops.nonzero(call.ctx.torch_layout(v)), axis=1)
+    return Val(tensor=ops.cast(coords, "int64"), shape=(0, v.rank))
