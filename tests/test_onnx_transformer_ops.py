@@ -58,11 +58,3 @@ def test_three_d_attention_with_mask_and_partial_interleaved_rotary(interleaved:
               ("v", TensorProto.FLOAT, [b, s, hkv * e])]
     path = _write(tmp_path / "attn.onnx", nodes, inputs, [b, s, hq * e], inits)
     assert cli.main(["convert", str(path), "-o", str(tmp_path / "attn.pt2"), "-q", "--no-latency"]) == 0
-
-
-def test_kv_cache_attention_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    nodes = [helper.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y", "pk2", "pv2"])]
-    inputs = [(n, TensorProto.FLOAT, [1, 2, 3, 4]) for n in ("q", "k", "v", "pk", "pv")]
-    path = _write(tmp_path / "cache.onnx", nodes, inputs, [1, 2, 3, 4], {})
-    assert cli.main(["convert", str(path), "-o", str(tmp_path / "c.pt2"), "-q"]) == 2
-    assert "past_key" in capsys.readouterr().err

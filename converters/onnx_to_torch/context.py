@@ -16,6 +16,9 @@ import numpy as np
 
 from porttax.errors import UnsupportedError
 
+# NumPy (ml_dtypes) names of the float types torch holds natively but NumPy only through ml_dtypes
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+
 
 class NeedsConstant(UnsupportedError):
     """A converter needs an input's value at conversion time (a shape, axes, a weight) and the graph
@@ -30,6 +33,20 @@ class NeedsConstant(UnsupportedError):
     def at(self, path: str) -> "NeedsConstant":
         return self if self.path is not None else NeedsConstant(self.message, input_name=self.input_name, path=path,
                                                                  hint=self.hint)
+
+
+def to_torch(value: np.ndarray):
+    """A NumPy array as a torch tensor, bfloat16 and float8 (ml_dtypes arrays) included."""
+    import torch
+
+    array = np.array(value, copy=True)
+    if array.dtype.kind in "OSU":
+        raise UnsupportedError(f"a {array.dtype} constant: torch tensors hold no strings",
+                               hint="keep string processing outside the converted model")
+    if array.dtype.name in _ML_DTYPES:
+        bits = array.view(np.uint8 if array.itemsize == 1 else np.int16)
+        return torch.from_numpy(bits).view(getattr(torch, array.dtype.name))
+    return torch.from_numpy(array)
 
 
 @dataclass
@@ -69,6 +86,54 @@ class Context:
     # output of a node an earlier converter fused into its layer -> (that layer, the fx node that replaces it)
     absorbed: dict[str, tuple[str, Any]] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
+    # converts a control-flow body inline: (body GraphProto, {body input: value}) -> its output values
+    subgraph: Any = None
+    _fake: dict[Any, Any] = field(default_factory=dict)  # fx node -> fake tensor (or tuple), see infer()
+    _fake_mode: Any = None
+
+    def infer(self, node: Any) -> tuple[tuple[int, ...] | None, str | None]:
+        """(shape, dtype) of an fx node, found by running the graph up to it on fake tensors — for values
+        whose shape ONNX shape inference could not give (shapes the graph computes from its inputs'
+        shapes, which fold here because the inputs' sizes are fixed). (None, None) where that fails, e.g.
+        for sizes that depend on the data (NonZero)."""
+        try:
+            value = self._fake_value(node)
+        except Exception:  # an op fake tensors cannot run, or a data-dependent size
+            return None, None
+        import torch
+
+        if not isinstance(value, torch.Tensor):
+            return None, None
+        try:
+            shape = tuple(int(d) for d in value.shape)
+        except Exception:  # a symbolic size
+            return None, None
+        return shape, str(value.dtype).removeprefix("torch.")
+
+    def _fake_value(self, node: Any) -> Any:
+        import torch
+        import torch.fx
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        if self._fake_mode is None:
+            self._fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        if node in self._fake:
+            return self._fake[node]
+        if node.op == "placeholder":
+            live = next(v for v in self.env.values() if isinstance(v, Live) and v.node is node)
+            with self._fake_mode:
+                value = torch.empty(live.shape, dtype=getattr(torch, live.dtype or "float32"))
+        elif node.op == "get_attr":
+            value = self.root.get_buffer(node.target) if "." not in node.target else self.root.get_submodule(
+                node.target.rsplit(".", 1)[0]).get_buffer(node.target.rsplit(".", 1)[1])
+        else:
+            args = torch.fx.node.map_arg(node.args, self._fake_value)
+            kwargs = torch.fx.node.map_arg(node.kwargs, self._fake_value)
+            fn = self.root.get_submodule(node.target) if node.op == "call_module" else node.target
+            with self._fake_mode:
+                value = fn(*args, **kwargs)
+        self._fake[node] = value
+        return value
 
     def unique(self, base: str) -> str:
         name = re.sub(r"[^A-Za-z0-9_.]", "_", base).strip(".") or "module"
@@ -96,10 +161,8 @@ class Context:
 
     def tensor(self, value: np.ndarray, hint: str = "const") -> Any:
         """A constant as a graph value: a buffer on the root module (fx get_attr)."""
-        import torch
-
         name = self.unique(f"_const_{hint}").replace(".", "_")
-        self.root.register_buffer(name, torch.from_numpy(np.array(value, copy=True)), persistent=False)
+        self.root.register_buffer(name, to_torch(value), persistent=False)
         return self.graph.get_attr(name)
 
 
@@ -132,9 +195,21 @@ class OnnxCall:
     def const(self, i: int) -> np.ndarray:
         value = self.inputs[i]
         if not isinstance(value, Const):
-            plain = self.unsupported(f"input {i} must be known at conversion time (a constant)")
-            raise NeedsConstant(plain.message, input_name=self.node.input[i], hint=plain.hint)
+            raise NeedsConstant(f"{self._where()}: input {i} must be known at conversion time (a constant)",
+                                input_name=self.node.input[i], hint=_FREEZE_HINT)
         return value.value
+
+    def tensor(self, i: int) -> Any:
+        """An fx node for input i, a scalar constant included (for ops that need a tensor, e.g. `.to`)."""
+        value = self.inputs[i]
+        return value.node if isinstance(value, Live) else self.ctx.tensor(value.value, self.node.input[i])
+
+    def dtype(self, i: int) -> str | None:
+        """The NumPy dtype name of input i, from the constant or from ONNX shape inference."""
+        value = self.inputs[i]
+        if isinstance(value, Const):
+            return value.value.dtype.name
+        return value.dtype if value is not None else None
 
     def value(self, i: int) -> Any:
         """An fx node for input i (constants become buffers; scalars stay Python numbers)."""
@@ -157,11 +232,26 @@ class OnnxCall:
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return self.ctx.graph.call_function(fn, args, kwargs)
 
-    def unsupported(self, why: str) -> Exception:
-        from porttax.errors import UnsupportedError
+    def unpack(self, node: Any, n: int) -> list[Any]:
+        """The n items of an fx node that returns a tuple, one fx node each (one per ONNX output)."""
+        import operator
 
-        return UnsupportedError(f"ONNX {self.op} node {self.node.name or self.node.output[0]!r}: {why}",
-                                hint="register a converter with porttax.converters.register_onnx_to_torch")
+        return [self.call(operator.getitem, node, i) for i in range(n)]
+
+    @property
+    def out_dtype(self) -> str | None:
+        return self.ctx.shapes.get(self.node.output[0], (None, None))[1]
+
+    def _where(self) -> str:
+        return f"ONNX {self.op} node {self.node.name or self.node.output[0]!r}"
+
+    def unsupported(self, why: str, hint: str | None = None) -> Exception:
+        return UnsupportedError(f"{self._where()}: {why}",
+                                hint=hint or "register a converter with porttax.converters.register_onnx_to_torch")
+
+
+_FREEZE_HINT = ("the converted model is static: fix the input sizes (--input-shape) so the graph's shape arithmetic "
+                "folds, or make this value an initializer")
 
 
 def _attr_value(attr: Any) -> Any:

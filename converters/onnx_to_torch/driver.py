@@ -8,7 +8,6 @@ without a converter is collected before anything is built, so one run names all 
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +52,28 @@ def upgrade_opset(model: Any, name: str = "model") -> tuple[Any, dict[str, Any] 
                          f"{MIN_OPSET} ({first}); porttax converts opset {MIN_OPSET} and newer",
                          hint="re-export the model with opset 13 or newer if you have its source, or report the "
                               "file so the op can be converted at its own version") from None
+    _keep_asymmetric_resize(model, upgraded, opset)
     return upgraded, {"file_opset": opset, "converted_at": MIN_OPSET,
                       "upgraded_by": f"onnx.version_converter (onnx {onnx.__version__})"}
+
+
+def _keep_asymmetric_resize(original: Any, upgraded: Any, opset: int) -> None:
+    """Upsample (opsets 7-9) and Resize-10 sample at x_out / scale, rounding down for nearest; the version
+    converter's Resize-11 keeps neither, so it would sample at half-pixel centres (the same for integer
+    scales, not for others). The attributes that say what the old ops computed are set back."""
+    if opset >= 11:
+        return
+    from onnx import helper
+
+    old = {n.output[0] for n in original.graph.node if n.op_type in ("Upsample", "Resize")}
+    for node in upgraded.graph.node:
+        if node.op_type != "Resize" or node.output[0] not in old:
+            continue
+        names = {a.name for a in node.attribute}
+        if "coordinate_transformation_mode" not in names:
+            node.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+        if "nearest_mode" not in names:
+            node.attribute.append(helper.make_attribute("nearest_mode", "floor"))
 
 
 def opset_of(model: Any) -> int:
@@ -67,13 +86,23 @@ def find_unsupported(model: Any) -> dict[str, list[str]]:
 
     opset = opset_of(model)
     missing: dict[str, list[str]] = {}
-    for node in model.graph.node:
+    for node in _all_nodes(model.graph):
         if node.op_type == "Constant":
             continue
         if node.domain not in ("", "ai.onnx") or REGISTRY.lookup("onnx", "torch", node.op_type, opset) is None:
             missing.setdefault(f"{node.domain + '.' if node.domain else ''}{node.op_type}", []).append(
                 node.name or node.output[0])
     return missing
+
+
+def _all_nodes(graph: Any):
+    """Every node of a graph, those inside If/Loop/Scan bodies included."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == attr.GRAPH else list(attr.graphs) if attr.type == attr.GRAPHS else []
+            for body in bodies:
+                yield from _all_nodes(body)
 
 
 def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
@@ -100,9 +129,7 @@ def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
     ctx = Context(graph=fx_graph, root=root, opset=opset)
     for info in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         ctx.shapes[info.name] = _shape_dtype(info)
-    for node in graph.node:
-        for i in node.input:
-            ctx.consumers.setdefault(i, []).append(node)
+    _count_consumers(ctx, graph)
     for out in graph.output:
         ctx.consumers.setdefault(out.name, []).append(None)  # a graph output is a consumer too
 
@@ -121,62 +148,9 @@ def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
         input_names.append(inp.name)
 
     log = MappingLog()
-    unsupported: list[str] = []
-    dead: set[str] = set()  # outputs of unsupported nodes: what depends on them is skipped, not failed
+    ctx.subgraph = lambda body, bindings: _run_subgraph(ctx, body, bindings, log, opset, name)
     for node in graph.node:
-        record = log.layer(node.name or node.output[0], node.op_type)
-        inputs = [env.get(i) if i else None for i in node.input]
-        if any(i in dead for i in node.input):
-            dead.update(node.output)
-            continue
-        if any(i and i not in env for i in node.input):
-            missing = [i for i in node.input if i and i not in env]
-            raise InputError(f"{name}: node {node.name!r} reads {missing}, which no earlier node produces",
-                             hint="the graph is not topologically sorted or is incomplete")
-        if node.op_type == "Constant":
-            env[node.output[0]] = Const(_constant_value(node))
-            record.ops.append("Constant")
-            record.folded_ops += 1
-            continue
-        if node.output[0] in ctx.absorbed:
-            label, fused = ctx.absorbed[node.output[0]]
-            env[node.output[0]] = Live(fused, *ctx.shapes.get(node.output[0], (None, None)))
-            record.ops.append(f"{node.op_type} (fused into {label})")
-            continue
-        if node.op_type not in _NEVER_FOLD and all(v is None or isinstance(v, Const) for v in inputs) and \
-                node.domain in ("", "ai.onnx"):
-            for out_name, value in zip(node.output, _evaluate(node, inputs, opset)):
-                env[out_name] = Const(value)
-            sources = {ctx.origin[i] for i in node.input if i in ctx.origin and env[i].value.size > 1}
-            if len(sources) == 1 and len(node.output) == 1:  # e.g. Transpose(weight): still that weight
-                ctx.origin[node.output[0]] = sources.pop()
-            record.ops.append(node.op_type)
-            record.folded_ops += 1
-            continue
-        if node.op_type == "Shape" and isinstance(inputs[0], Live) and inputs[0].shape is not None:
-            env[node.output[0]] = Const(_evaluate(node, [Const(np.zeros(inputs[0].shape, np.float32))], opset)[0])
-            record.ops.append("Shape")
-            record.folded_ops += 1
-            continue
-        conv = REGISTRY.lookup("onnx", "torch", node.op_type, opset) if node.domain in ("", "ai.onnx") else None
-        if conv is None:
-            unsupported.append(node.op_type)
-            record.status = "unsupported"
-            dead.update(node.output)
-            continue
-        call = OnnxCall(ctx, node, inputs)
-        results = conv.fn(call)
-        results = results if isinstance(results, (list, tuple)) else [results]
-        for out_name, value in zip(node.output, results):
-            if out_name:
-                env[out_name] = value if isinstance(value, (Const, Live)) else Live(
-                    value, *ctx.shapes.get(out_name, (None, None)))
-        record.ops.append(node.op_type)
-    if unsupported:
-        counts = Counter(unsupported)
-        raise UnsupportedError(f"{name}: no converter for ONNX op(s) "
-                               + ", ".join(f"{op} ×{n}" for op, n in sorted(counts.items())),
-                               hint="porttax.converters.register_onnx_to_torch teaches porttax an op")
+        _run_node(ctx, node, log, opset, name)
     outputs = []
     for out in graph.output:
         value = env[out.name]
@@ -185,6 +159,103 @@ def convert_onnx_model(model: Any, name: str = "model") -> OnnxConversion:
     module = torch.fx.GraphModule(root, fx_graph, class_name=_class_name(name))
     module.eval()
     return OnnxConversion(module, log, input_names, [o.name for o in graph.output], upgrade)
+
+
+def _run_node(ctx: Context, node: Any, log: MappingLog, opset: int, name: str) -> None:
+    """Convert one node into ctx.env: a constant (folded), a fused node's result, or its converter's fx nodes."""
+    env = ctx.env
+    record = log.layer(node.name or node.output[0], node.op_type)
+    if any(i and i not in env for i in node.input):
+        missing = [i for i in node.input if i and i not in env]
+        raise InputError(f"{name}: node {node.name!r} reads {missing}, which no earlier node produces",
+                         hint="the graph is not topologically sorted or is incomplete")
+    inputs = [env.get(i) if i else None for i in node.input]
+    if node.op_type == "Constant":
+        env[node.output[0]] = Const(_constant_value(node))
+        record.ops.append("Constant")
+        record.folded_ops += 1
+        return
+    if node.output[0] in ctx.absorbed:
+        label, fused = ctx.absorbed[node.output[0]]
+        env[node.output[0]] = Live(fused, *ctx.shapes.get(node.output[0], (None, None)))
+        record.ops.append(f"{node.op_type} (fused into {label})")
+        return
+    subgraphs = any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute)  # their converters fold what folds
+    if node.op_type not in _NEVER_FOLD and not subgraphs and all(v is None or isinstance(v, Const) for v in inputs) \
+            and node.domain in ("", "ai.onnx"):
+        for out_name, value in zip(node.output, _evaluate(node, inputs, opset)):
+            env[out_name] = Const(value)
+        sources = {ctx.origin[i] for i in node.input if i in ctx.origin and env[i].value.size > 1}
+        if len(sources) == 1 and len(node.output) == 1:  # e.g. Transpose(weight): still that weight
+            ctx.origin[node.output[0]] = sources.pop()
+        record.ops.append(node.op_type)
+        record.folded_ops += 1
+        return
+    if node.op_type == "Shape" and isinstance(inputs[0], Live) and inputs[0].shape is not None:
+        env[node.output[0]] = Const(_evaluate(node, [Const(np.zeros(inputs[0].shape, np.float32))], opset)[0])
+        record.ops.append("Shape")
+        record.folded_ops += 1
+        return
+    conv = REGISTRY.lookup("onnx", "torch", node.op_type, opset) if node.domain in ("", "ai.onnx") else None
+    if conv is None:
+        record.status = "unsupported"
+        raise UnsupportedError(f"{name}: no converter for ONNX op {node.domain + '.' if node.domain else ''}"
+                               f"{node.op_type} (node {node.name or node.output[0]!r})",
+                               hint="porttax.converters.register_onnx_to_torch teaches porttax an op")
+    call = OnnxCall(ctx, node, inputs)
+    results = conv.fn(call)
+    results = results if isinstance(results, (list, tuple)) else [results]
+    for k, out_name in enumerate(node.output):
+        value = results[k] if k < len(results) else None
+        if out_name and value is None and out_name in ctx.consumers:
+            raise call.unsupported(f"output {k} ({out_name!r}) is used, and this converter computes only the "
+                                   f"first {sum(r is not None for r in results)}")
+        if out_name and value is not None:
+            env[out_name] = value if isinstance(value, (Const, Live)) else _live(ctx, value, out_name)
+    record.ops.append(node.op_type)
+
+
+def _run_subgraph(ctx: Context, body: Any, bindings: dict[str, Any], log: MappingLog, opset: int,
+                  name: str) -> list[Any]:
+    """Convert a control-flow body (If branch, one Loop or Scan iteration) inline: its inputs bound to
+    `bindings`, outer values read from the enclosing scope; returns the body's outputs (Const or Live)."""
+    from onnx import numpy_helper
+
+    for node in body.node:  # a body runs once per iteration: an earlier iteration's fusions do not carry over
+        for out in node.output:
+            ctx.absorbed.pop(out, None)
+    ctx.env.update(bindings)
+    ctx.env.update({t.name: Const(numpy_helper.to_array(t)) for t in body.initializer})
+    for node in body.node:
+        _run_node(ctx, node, log, opset, name)
+    return [ctx.env[o.name] for o in body.output]
+
+
+def _count_consumers(ctx: Context, graph: Any) -> None:
+    """Which nodes read each value — reads from inside If/Loop/Scan bodies count for the node holding the
+    body, so no converter fuses away a value a body still needs."""
+    for node in graph.node:
+        for i in node.input:
+            ctx.consumers.setdefault(i, []).append(node)
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == attr.GRAPH else list(attr.graphs) if attr.type == attr.GRAPHS else []
+            for body in bodies:
+                _count_consumers(ctx, body)
+                for inner in body.node:
+                    for i in inner.input:
+                        ctx.consumers.setdefault(i, []).append(node)
+                for out in body.output:
+                    ctx.consumers.setdefault(out.name, []).append(None)
+
+
+def _live(ctx: Context, node: Any, name: str) -> Live:
+    """A converter's fx node as a value, with the shape ONNX inference gave it or, where it gave none, the
+    shape found by running the graph so far on fake tensors (converters need static shapes)."""
+    shape, dtype = ctx.shapes.get(name, (None, None))
+    if shape is None:
+        found, found_dtype = ctx.infer(node)
+        shape, dtype = found, dtype or found_dtype
+    return Live(node, shape, dtype)
 
 
 def _class_name(name: str) -> str:

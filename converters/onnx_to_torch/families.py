@@ -1,3 +1,5 @@
 """Importing this module registers every ONNX → PyTorch converter family."""
 
-from porttax.converters.onnx_to_torch import elementwise, layers, reduce, shape, transformer  # noqa: F401
+from porttax.converters.onnx_to_torch import (  # noqa: F401
+    control, detection, elementwise, indexing, layers, losses, normalization, quantize, recurrent, reduce, resize,
+    shape, spatial, spectral, transformer)

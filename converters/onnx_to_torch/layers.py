@@ -158,8 +158,23 @@ def _sole_bias_add(call: OnnxCall, width: int):
     return value.value, add
 
 
+def batch_norm_training(x, scale, bias, mean, var, eps: float, momentum: float):
+    """BatchNormalization with training_mode=1: normalised by the batch's own mean and (biased) variance,
+    with the running statistics updated by `momentum` — deterministic, so it converts too."""
+    dims = [d for d in range(x.dim()) if d != 1]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    batch_mean, batch_var = x.mean(dims), x.var(dims, unbiased=False)
+    y = (x - batch_mean.reshape(shape)) / torch.sqrt(batch_var.reshape(shape) + eps) * scale.reshape(shape) \
+        + bias.reshape(shape)
+    return y, mean * momentum + batch_mean * (1 - momentum), var * momentum + batch_var * (1 - momentum)
+
+
 @onnx_to_torch("BatchNormalization")
 def batch_norm(call: OnnxCall):
+    if call.attrs.get("training_mode", 0):
+        eps, momentum = float(call.attrs.get("epsilon", 1e-5)), float(call.attrs.get("momentum", 0.9))
+        y = call.call(batch_norm_training, call.value(0), *[call.tensor(i) for i in range(1, 5)], eps, momentum)
+        return call.unpack(y, 3)
     scale, bias, mean, var = (call.const(i) for i in range(1, 5))
     rank = len(call.shape(0) or (0, 0, 0, 0))
     cls = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}.get(rank, nn.BatchNorm2d)
@@ -180,13 +195,79 @@ def layer_norm(call: OnnxCall):
         raise call.unsupported("needs a static input shape")
     axis %= len(shape)
     normalized = tuple(shape[axis:])
+    eps = float(call.attrs.get("epsilon", 1e-5))
+    if any(call.node.output[1:]):  # Mean / InvStdDev wanted too (training exporters keep them)
+        bias = call.tensor(2) if call.has(2) else None
+        return call.unpack(call.call(layer_norm_with_stats, call.value(0), call.tensor(1), bias, axis, eps), 3)
     scale = call.const(1)
     bias = call.const(2) if call.has(2) else None
-    layer = nn.LayerNorm(normalized, eps=float(call.attrs.get("epsilon", 1e-5)), bias=bias is not None)
+    layer = nn.LayerNorm(normalized, eps=eps, bias=bias is not None)
     layer.weight = _param(np.broadcast_to(scale, normalized).copy())
     if bias is not None:
         layer.bias = _param(np.broadcast_to(bias, normalized).copy())
     return _module(call, layer, 1, "layer_norm", call.value(0))
+
+
+def layer_norm_with_stats(x, scale, bias, axis: int, eps: float):
+    """ONNX LayerNormalization with its optional outputs: (Y, Mean, InvStdDev), the statistics kept with
+    the reduced axes as size 1 and computed in float32 (the default stash_type)."""
+    dims = tuple(range(axis, x.dim()))
+    wide = x.to(torch.float32)
+    mean = wide.mean(dims, keepdim=True)
+    inv_std = torch.rsqrt((wide - mean).square().mean(dims, keepdim=True) + eps)
+    y = ((wide - mean) * inv_std).to(x.dtype) * scale
+    return (y + bias if bias is not None else y), mean, inv_std
+
+
+def window_sum(x, kernel: list[int], strides: list[int], dilations: list[int], pads: list[int], ceil: bool):
+    """Sums over ONNX pooling windows of x zero-padded by `pads` (begins then ends); ceil_mode windows that
+    overhang the padded input add nothing for the overhang. A depthwise convolution with a kernel of ones,
+    so any dilation, stride and padding works (torch's avg_pool takes no dilation and at most half-kernel
+    pads)."""
+    rank = len(kernel)
+    spatial = x.shape[2:]
+    ends = list(pads[rank:])
+    for i in range(rank):
+        reach = dilations[i] * (kernel[i] - 1) + 1
+        padded = spatial[i] + pads[i] + pads[rank + i]
+        out = _pool_out(spatial[i], pads[i], pads[rank + i], reach, strides[i], ceil)
+        ends[i] += max(0, (out - 1) * strides[i] + reach - padded)
+    flat: list[int] = []
+    for i in reversed(range(rank)):
+        flat += [pads[i], ends[i]]
+    n, c = x.shape[0], x.shape[1]
+    planes = F.pad(x.reshape(n * c, 1, *spatial), flat)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    ones = torch.ones((1, 1, *kernel), dtype=x.dtype, device=x.device)
+    y = conv(planes, ones, stride=strides, dilation=dilations)
+    return y.reshape(n, c, *y.shape[2:])
+
+
+def _pool_out(size: int, begin: int, end: int, reach: int, stride: int, ceil: bool) -> int:
+    """Output length of an ONNX pool; with ceil_mode the last window must start inside the input or the
+    begin padding (torch's rule, which ONNX's reference follows)."""
+    span = size + begin + end - reach
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + begin:
+        out -= 1
+    return out
+
+
+def average_pool(x, kernel: list[int], strides: list[int], dilations: list[int], pads: list[int], ceil: bool,
+                 count_pad: bool):
+    """ONNX AveragePool where torch's avg_pool cannot express it: window sums divided by how many input
+    (and, with count_include_pad, padding) elements each window covers."""
+    sums = window_sum(x, kernel, strides, dilations, pads, ceil)
+    ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+    if count_pad:
+        rank = len(kernel)
+        flat: list[int] = []
+        for i in reversed(range(rank)):
+            flat += [pads[i], pads[rank + i]]
+        ones = F.pad(ones, flat, value=1.0)
+        pads = [0] * 2 * rank
+    counts = window_sum(ones, kernel, strides, dilations, pads, ceil)
+    return sums / counts
 
 
 def _pool_args(call: OnnxCall):
@@ -203,24 +284,41 @@ def max_pool(call: OnnxCall):
     kernel, strides, dilations, pads, rank = _pool_args(call)
     x = call.value(0)
     ceil = bool(call.attrs.get("ceil_mode", 0))
-    if pads[:rank] != pads[rank:] or any(p > k // 2 for p, k in zip(pads, kernel * 2)):
+    padded = pads[:rank] != pads[rank:] or any(p > k // 2 for p, k in zip(pads, kernel * 2))
+    if padded:
         x = _pad_input(call, x, pads, value=float("-inf"))
         pads = [0] * 2 * rank
     fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[rank]
-    return call.call(fn, x, kernel, strides, pads[:rank], dilations, ceil)
+    if len(call.node.output) < 2 or not call.node.output[1]:
+        return call.call(fn, x, kernel, strides, pads[:rank], dilations, ceil)
+    if padded:
+        raise call.unsupported("the Indices output with pads torch's max_pool cannot take (asymmetric, or more than "
+                               "half the kernel)")
+    values, plane = call.unpack(call.call(fn, x, kernel, strides, pads[:rank], dilations, ceil, True), 2)
+    return [values, call.call(onnx_pool_indices, plane, call.shape(0), int(call.attrs.get("storage_order", 0)))]
+
+
+def onnx_pool_indices(plane, shape: tuple[int, ...], storage_order: int):
+    """torch's max-pool indices count within each (n, c) plane, row-major; ONNX's count over the whole
+    tensor, row-major (storage_order 0) or with the spatial axes column-major (1, 2-D only)."""
+    n, c, *spatial = shape
+    size = int(np.prod(spatial))
+    if storage_order:
+        h, w = spatial
+        plane = (plane % w) * h + plane // w
+    offsets = torch.arange(n * c, device=plane.device).reshape(n, c, *([1] * len(spatial))) * size
+    return plane + offsets
 
 
 @onnx_to_torch("AveragePool")
 def avg_pool(call: OnnxCall):
-    kernel, strides, _, pads, rank = _pool_args(call)
+    kernel, strides, dilations, pads, rank = _pool_args(call)
     x = call.value(0)
     count_pad = bool(call.attrs.get("count_include_pad", 0))
     ceil = bool(call.attrs.get("ceil_mode", 0))
-    if pads[:rank] != pads[rank:] and count_pad:
-        x = _pad_input(call, x, pads)
-        pads = [0] * 2 * rank
-    elif pads[:rank] != pads[rank:]:
-        raise call.unsupported("asymmetric pads with count_include_pad=0")
+    symmetric = pads[:rank] == pads[rank:] and all(p <= k // 2 for p, k in zip(pads, kernel))
+    if not symmetric or any(d != 1 for d in dilations):
+        return call.call(average_pool, x, kernel, strides, dilations, pads, ceil, count_pad)
     fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[rank]
     return call.call(fn, x, kernel, strides, pads[:rank], ceil, count_pad)
 
