@@ -49,6 +49,20 @@ def to_torch(value: np.ndarray):
     return torch.from_numpy(array)
 
 
+def to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor as a NumPy array, bfloat16 and float8 as ml_dtypes arrays (the inverse of to_torch)."""
+    import torch
+
+    t = tensor.detach().cpu()
+    name = str(t.dtype).replace("torch.", "")
+    if name in _ML_DTYPES:
+        import ml_dtypes
+
+        bits = t.view(torch.uint8 if t.element_size() == 1 else torch.int16).numpy()
+        return bits.view(getattr(ml_dtypes, name))
+    return t.numpy()
+
+
 @dataclass
 class Const:
     value: np.ndarray

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 from onnx.backend.base import Backend, BackendRep
 
+from porttax.converters.onnx_to_torch.context import to_numpy, to_torch
+
 ROADS = ("torch", "keras", "savedmodel")
 
 
@@ -156,7 +158,7 @@ def _numpy(values: Any) -> list[np.ndarray]:
         if isinstance(v, (list, tuple)):
             out.extend(_numpy(v))
         elif hasattr(v, "detach"):
-            out.append(v.detach().cpu().numpy())
+            out.append(to_numpy(v))
         else:
             out.append(np.asarray(v))
     return out
@@ -170,7 +172,7 @@ def _torch_runner(program: Any) -> Any:
 
     def run(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
-            return _numpy(module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in xs)))
+            return _numpy(module(*(to_torch(x) for x in xs)))
 
     return run
 
